@@ -1,0 +1,20 @@
+//! Code shared by every Skyrelay node.
+//!
+//! Layout:
+//! - [`media`]: the media model (renditions, the events a packager emits).
+//! - [`window`]: the sans-IO live window of one rendition (segments, parts, chunks).
+//! - [`playlist`]: the LL-HLS media and master playlist writer.
+//! - [`hub`]: the tokio-side registry of live windows, with change notification.
+//! - [`delivery`]: HTTP (hyper) serving of LL-HLS from a hub, used by origins and edges.
+//! - [`relay`]: the QUIC relay protocol between nodes (codec, transport, cluster TLS).
+//! - [`config`]: loading typed TOML + `SKYRELAY_` environment configuration.
+//! - [`telemetry`]: logging setup.
+
+pub mod config;
+pub mod delivery;
+pub mod hub;
+pub mod media;
+pub mod playlist;
+pub mod relay;
+pub mod telemetry;
+pub mod window;

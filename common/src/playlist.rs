@@ -1,0 +1,1 @@
+//! playlist (in progress).

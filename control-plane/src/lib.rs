@@ -1,0 +1,1 @@
+//! Skyrelay control-plane (filled by its issue).

@@ -1,0 +1,1 @@
+//! Skyrelay edge (filled by its issue).

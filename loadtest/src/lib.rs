@@ -1,0 +1,1 @@
+//! Skyrelay loadtest (filled by its issue).

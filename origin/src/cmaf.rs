@@ -1,0 +1,1 @@
+//! cmaf (in progress).

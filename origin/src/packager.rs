@@ -1,0 +1,1 @@
+//! packager (in progress).

@@ -1,0 +1,1 @@
+//! rtmp (in progress).
