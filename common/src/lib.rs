@@ -7,9 +7,11 @@
 //! - [`hub`]: the tokio-side registry of live windows, with change notification.
 //! - [`delivery`]: HTTP (hyper) serving of LL-HLS from a hub, used by origins and edges.
 //! - [`relay`]: the QUIC relay protocol between nodes (codec, transport, cluster TLS).
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`config`]: loading typed TOML + `SKYRELAY_` environment configuration.
 //! - [`telemetry`]: logging setup.
 
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod hub;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one command that runs every Skyrelay test: installs what the tests need when it is
+# missing (Debian/Ubuntu: ffmpeg, GStreamer with rtmp2sink, PostgreSQL), then runs the
+# whole test suite.
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh -p skyrelay-origin    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need+=(ffmpeg)
+if ! command -v gst-launch-1.0 >/dev/null || ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 avenc_aac >/dev/null 2>&1 || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+  need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+         gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+fi
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "==> installing test dependencies: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "==> cargo test (workspace)"
+cargo test --workspace --locked "$@"
