@@ -1,1 +1,0 @@
-//! relay (in progress).
