@@ -1,1 +1,0 @@
-//! rtmp (in progress).
