@@ -32,6 +32,9 @@ mod rtmp_clients {
         video: usize,
         audio: usize,
         last_video_ts: u32,
+        /// Video or audio timestamps that went backwards.
+        backwards: usize,
+        last_audio_ts: u32,
         unpublished: bool,
         error: Option<String>,
     }
@@ -82,11 +85,14 @@ mod rtmp_clients {
                     SessionEvent::Metadata(_) => out.metadata = true,
                     SessionEvent::Video { timestamp, data } => {
                         out.video += 1;
+                        out.backwards += usize::from(timestamp < out.last_video_ts);
                         out.last_video_ts = timestamp;
                         out.avc_header |= data.starts_with(&[0x17, 0x00]);
                     }
-                    SessionEvent::Audio { data, .. } => {
+                    SessionEvent::Audio { timestamp, data } => {
                         out.audio += 1;
+                        out.backwards += usize::from(timestamp < out.last_audio_ts);
+                        out.last_audio_ts = timestamp;
                         out.aac_header |= data.len() >= 2 && data[0] >> 4 == 10 && data[1] == 0;
                     }
                     SessionEvent::Unpublished => out.unpublished = true,
@@ -108,6 +114,7 @@ mod rtmp_clients {
         assert_eq!(out.key.as_deref(), Some("test-key"), "{out:?}");
         assert!(out.metadata && out.avc_header && out.aac_header, "{out:?}");
         assert!(out.video >= min_video && out.audio >= 50, "{out:?}");
+        assert_eq!(out.backwards, 0, "{out:?}");
     }
 
     #[test]
@@ -130,16 +137,18 @@ mod rtmp_clients {
         assert!(out.last_video_ts >= 2900, "{out:?}");
     }
 
-    #[test]
-    fn gstreamer_rtmp2sink_publishes() {
+    /// GStreamer publishing through `sink` (`rtmp2sink`, its own client, or `rtmpsink`,
+    /// which wraps librtmp like OBS's RTMP output).
+    fn gstreamer_publishes(sink: &str) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("location=rtmp://{}/live/test-key", listener.local_addr().unwrap());
         let pipeline = "videotestsrc num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 \
              ! x264enc tune=zerolatency key-int-max=30 speed-preset=ultrafast ! h264parse ! queue ! mux. \
              audiotestsrc num-buffers=140 ! audio/x-raw,rate=48000,channels=2 ! avenc_aac ! aacparse \
-             ! queue ! mux. flvmux name=mux streamable=true ! rtmp2sink";
+             ! queue ! mux. flvmux name=mux streamable=true !";
         let mut args: Vec<&str> = vec!["-q"];
         args.extend(pipeline.split_whitespace());
+        args.push(sink);
         args.push(&url);
         let child = Command::new("gst-launch-1.0")
             .args(&args)
@@ -149,5 +158,15 @@ mod rtmp_clients {
         let _guard = ChildGuard(child);
         let out = serve(&listener, Duration::from_secs(60));
         check(&out, 80);
+    }
+
+    #[test]
+    fn gstreamer_rtmp2sink_publishes() {
+        gstreamer_publishes("rtmp2sink");
+    }
+
+    #[test]
+    fn librtmp_rtmpsink_publishes() {
+        gstreamer_publishes("rtmpsink");
     }
 }
