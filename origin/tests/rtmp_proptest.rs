@@ -10,6 +10,7 @@ use skyrelay_origin::rtmp::amf0::{self, Amf0Value};
 use skyrelay_origin::rtmp::chunk::{ChunkDecoder, DecoderLimits};
 use skyrelay_origin::rtmp::message;
 use skyrelay_origin::rtmp::session::MAX_PENDING_OUTPUT;
+use skyrelay_origin::rtmp::writer::ChunkEncoder;
 use skyrelay_origin::rtmp::{ServerSession, SessionConfig};
 
 mod rtmp_proptest {
@@ -153,6 +154,32 @@ mod rtmp_proptest {
             let mut buf = BytesMut::from(&data[..]);
             while let Ok(Some(_)) = dec.decode(&mut buf) {}
             prop_assert!(dec.buffered() <= 2 * 4096);
+        }
+
+        #[test]
+        fn chunk_round_trip_any_size_any_split(
+            msgs in proptest::collection::vec((2u32..400, any::<u32>(), 8u8..10, proptest::collection::vec(any::<u8>(), 0..3000)), 1..12),
+            chunk_size in 1u32..5000,
+            piece in 1usize..7000,
+        ) {
+            let mut enc = ChunkEncoder::new();
+            enc.set_chunk_size(chunk_size);
+            let mut wire = BytesMut::new();
+            for (csid, ts, type_id, payload) in &msgs {
+                enc.encode(*csid, *ts, *type_id, 1, payload, &mut wire);
+            }
+            let mut dec = ChunkDecoder::new(DecoderLimits { max_chunk_size: 5000, max_message_size: 4096, max_chunk_streams: 400 });
+            dec.set_chunk_size(chunk_size).unwrap();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for part in wire.chunks(piece) {
+                buf.extend_from_slice(part);
+                while let Some(m) = dec.decode(&mut buf).unwrap() {
+                    got.push((m.csid, m.timestamp, m.type_id, m.payload.to_vec()));
+                }
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(got, msgs);
         }
 
         #[test]

@@ -88,6 +88,17 @@ pub struct ServerSession {
     acked_at: u64,
 }
 
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("app", &self.app)
+            .field("publish", &self.publish)
+            .field("closing", &self.is_closing())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServerSession {
     pub fn new(cfg: SessionConfig) -> Self {
         let decoder = ChunkDecoder::new(DecoderLimits {
