@@ -1,0 +1,383 @@
+//! Request handling: routing, access, lookup, and one function per kind of object.
+//!
+//! Waits (blocking playlist reload, a part that has not opened yet, a segment still being
+//! written) go through [`Rendition::wait_for`] and end at the hold deadline. Nothing is
+//! allocated for a request beyond its own response: an unknown channel is a 404 at once.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, CACHE_CONTROL,
+    CONTENT_LENGTH, CONTENT_TYPE, VARY,
+};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use tokio::time::Instant;
+
+use super::body::{BodyError, DeliveryBody};
+use super::metrics::{ActiveGuard, ReloadOutcome};
+use super::routes::{Kind, Query, Route, parse_path, parse_query};
+use super::{Delivery, Denied, SourceError};
+use crate::hub::Rendition;
+use crate::playlist::write_master_playlist;
+use crate::window::{ChunkAt, LiveWindow, PartRef};
+
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+const INIT_TYPE: &str = "video/mp4";
+const MEDIA_TYPE: &str = "video/iso.segment";
+const NO_CACHE: &str = "no-cache";
+/// Header naming why a request was refused.
+pub const DENIED_HEADER: &str = "x-skyrelay-denied";
+
+type Resp = Response<DeliveryBody>;
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
+    let mut msg = msg.into();
+    msg.push('\n');
+    let mut r = Response::new(DeliveryBody::full(msg));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+    r
+}
+
+fn ok(body: DeliveryBody, content_type: &'static str, cache: HeaderValue) -> Resp {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(CACHE_CONTROL, cache);
+    r
+}
+
+fn denied(d: Denied) -> Resp {
+    let mut r = text(d.status, format!("access denied: {}", d.reason));
+    let reason: String = d.reason.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(200).collect();
+    if let Ok(v) = HeaderValue::from_str(&reason) {
+        r.headers_mut().insert(DENIED_HEADER, v);
+    }
+    r
+}
+
+fn source_error(e: SourceError) -> Resp {
+    match e {
+        SourceError::NotFound => text(StatusCode::NOT_FOUND, "unknown channel"),
+        SourceError::Unavailable(_) => text(StatusCode::BAD_GATEWAY, "channel source unavailable"),
+        SourceError::Overloaded => text(StatusCode::SERVICE_UNAVAILABLE, "over capacity"),
+    }
+}
+
+/// Percent-encodes a token for a URI query (unreserved characters pass).
+fn encode_query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether a blocking reload for `msn` (and `part`) can be answered.
+fn reload_satisfied(w: &LiveWindow, msn: u64, part: Option<u32>) -> bool {
+    if w.ended() || w.oldest_msn().is_some_and(|o| msn < o) || w.last_complete_msn().is_some_and(|m| m >= msn)
+    {
+        return true;
+    }
+    part.is_some_and(|p| w.last_complete_part().is_some_and(|lp| lp >= PartRef { msn, part: p }))
+}
+
+enum PartState {
+    Complete(Vec<Bytes>),
+    Open,
+    Wait,
+    Missing,
+}
+
+fn classify_part(w: &LiveWindow, msn: u64, part: u32) -> PartState {
+    if let Some(p) = w.part(msn, part) {
+        return if p.complete { PartState::Complete(p.chunks) } else { PartState::Open };
+    }
+    if w.ended() {
+        return PartState::Missing;
+    }
+    let target = PartRef { msn, part };
+    let Some(next) = w.next_part() else {
+        return PartState::Wait;
+    };
+    let soon = target == next
+        || target == PartRef { msn: next.msn, part: next.part + 1 }
+        || (next.part > 0 && target == PartRef { msn: next.msn + 1, part: 0 });
+    if soon { PartState::Wait } else { PartState::Missing }
+}
+
+/// Whether part `msn.part` can no longer appear.
+fn part_impossible(w: &LiveWindow, msn: u64) -> bool {
+    w.ended() || w.last_complete_msn().is_some_and(|m| m >= msn) || w.latest_msn().is_some_and(|m| m > msn)
+}
+
+impl Delivery {
+    /// Answers one request. `client` is the peer address (for the access hook).
+    pub async fn handle<B>(&self, req: Request<B>, client: IpAddr) -> Response<DeliveryBody> {
+        let active = ActiveGuard::new(&self.metrics.active);
+        let head = req.method() == Method::HEAD;
+        let (kind, mut resp) = self.route(&req, client).await;
+        self.metrics.request(kind, resp.status());
+        let h = resp.headers_mut();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone());
+        h.insert(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Content-Length, Age, X-Skyrelay-Denied"),
+        );
+        if self.cors_origin != "*" {
+            h.insert(VARY, HeaderValue::from_static("Origin"));
+        }
+        if let Some(len) = resp.body().exact_len() {
+            resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        if head {
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(
+                parts,
+                DeliveryBody::empty().counted(self.metrics.bytes(kind), active),
+            );
+        }
+        resp.map(|b| b.counted(self.metrics.bytes(kind), active))
+    }
+
+    async fn route<B>(&self, req: &Request<B>, client: IpAddr) -> (Kind, Resp) {
+        match *req.method() {
+            Method::GET | Method::HEAD => {}
+            Method::OPTIONS => return (Kind::Other, preflight(req)),
+            _ => return (Kind::Other, text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        }
+        let Some(route) = parse_path(req.uri().path()) else {
+            return (Kind::Other, text(StatusCode::NOT_FOUND, "not found"));
+        };
+        let kind = route.kind();
+        let Some(channel) = route.channel() else {
+            return (kind, text(StatusCode::OK, "ok"));
+        };
+        let query = match parse_query(req.uri().query()) {
+            Ok(q) => q,
+            Err(e) => {
+                if kind == Kind::Playlist {
+                    self.metrics.reload(ReloadOutcome::Rejected);
+                }
+                return (kind, text(StatusCode::BAD_REQUEST, e.to_string()));
+            }
+        };
+        let token = match &self.access {
+            Some(access) => match access.check(channel, query.token, client) {
+                Ok(t) => t,
+                Err(d) => return (kind, denied(d)),
+            },
+            None => None,
+        };
+        let uri_query = token.map(|t| format!("token={}", encode_query_value(&t)));
+        let uri_query = uri_query.as_deref();
+        let resp = match route {
+            Route::Health => text(StatusCode::OK, "ok"),
+            Route::Master { channel } => self.master(channel, uri_query).await,
+            Route::Playlist { channel, rendition } => match self.lookup(channel, rendition).await {
+                Ok(r) => self.playlist(&r, &query, uri_query).await,
+                Err(resp) => resp,
+            },
+            Route::Init { channel, rendition, id } => match self.lookup(channel, rendition).await {
+                Ok(r) => match r.read(|w| w.init(id)) {
+                    Some(b) => ok(DeliveryBody::full(b), INIT_TYPE, self.immutable.clone()),
+                    None => text(StatusCode::NOT_FOUND, "unknown init segment"),
+                },
+                Err(resp) => resp,
+            },
+            Route::Segment { channel, rendition, msn } => match self.lookup(channel, rendition).await {
+                Ok(r) => self.segment(&r, msn).await,
+                Err(resp) => resp,
+            },
+            Route::Part { channel, rendition, msn, part } => match self.lookup(channel, rendition).await {
+                Ok(r) => self.part(r, msn, part).await,
+                Err(resp) => resp,
+            },
+        };
+        (kind, resp)
+    }
+
+    /// The rendition, asking the channel source first when the hub lacks the channel.
+    async fn lookup(&self, channel: &str, rendition: &str) -> Result<Arc<Rendition>, Resp> {
+        if let Some(r) = self.hub.rendition(channel, rendition) {
+            r.touch();
+            return Ok(r);
+        }
+        match &self.source {
+            Some(source) if !self.hub.contains(channel) => {
+                source.ensure(channel).await.map_err(source_error)?
+            }
+            _ => return Err(text(StatusCode::NOT_FOUND, "unknown channel or rendition")),
+        }
+        let r = self.hub.rendition(channel, rendition);
+        let r = r.ok_or_else(|| text(StatusCode::NOT_FOUND, "unknown rendition"))?;
+        r.touch();
+        Ok(r)
+    }
+
+    fn hold(&self, r: &Rendition) -> Duration {
+        if self.cfg.hold_deadline_ms > 0 {
+            return Duration::from_millis(self.cfg.hold_deadline_ms);
+        }
+        Duration::from_secs(3 * r.read(|w| w.target_duration_secs()))
+    }
+
+    async fn master(&self, channel: &str, uri_query: Option<&str>) -> Resp {
+        let mut renditions = self.hub.renditions(channel);
+        if renditions.is_empty()
+            && let Some(source) = &self.source
+        {
+            if let Err(e) = source.ensure(channel).await {
+                return source_error(e);
+            }
+            renditions = self.hub.renditions(channel);
+        }
+        let Some(first) = renditions.first() else {
+            return text(StatusCode::NOT_FOUND, "unknown channel");
+        };
+        let deadline = Instant::now() + self.hold(first);
+        if first.wait_for(deadline, |w| w.info().map(|_| ())).await.is_none() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "no media yet");
+        }
+        let infos: Vec<_> = renditions
+            .iter()
+            .filter_map(|r| {
+                r.touch();
+                r.read(|w| w.info().cloned()).map(|mut info| {
+                    info.name = r.name().to_owned();
+                    info
+                })
+            })
+            .collect();
+        let body = write_master_playlist(&infos, uri_query);
+        ok(DeliveryBody::full(body), PLAYLIST_TYPE, HeaderValue::from_static(NO_CACHE))
+    }
+
+    async fn playlist(&self, r: &Rendition, q: &Query<'_>, uri_query: Option<&str>) -> Resp {
+        let deadline = Instant::now() + self.hold(r);
+        if let Some(msn) = q.msn {
+            let (too_far, max_parts) = r.read(|w| {
+                (w.latest_msn().is_some_and(|l| msn > l.saturating_add(2)), w.config().max_parts_per_segment)
+            });
+            if too_far || q.part.is_some_and(|p| p >= max_parts) {
+                self.metrics.reload(ReloadOutcome::Rejected);
+                return text(StatusCode::BAD_REQUEST, "_HLS_msn/_HLS_part too far ahead of the playlist");
+            }
+            let part = q.part;
+            let outcome = if r.read(|w| reload_satisfied(w, msn, part)) {
+                ReloadOutcome::Immediate
+            } else if r.wait_for(deadline, |w| reload_satisfied(w, msn, part).then_some(())).await.is_some() {
+                ReloadOutcome::Held
+            } else {
+                ReloadOutcome::Timeout
+            };
+            self.metrics.reload(outcome);
+            if outcome == ReloadOutcome::Timeout {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "requested segment or part did not appear in time",
+                );
+            }
+        } else if r.wait_for(deadline, |w| w.latest_msn()).await.is_none() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "no media yet");
+        }
+        match r.media_playlist(uri_query) {
+            Some(body) => ok(DeliveryBody::full(body), PLAYLIST_TYPE, HeaderValue::from_static(NO_CACHE)),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "no media yet"),
+        }
+    }
+
+    async fn segment(&self, r: &Rendition, msn: u64) -> Resp {
+        let lookup = |w: &LiveWindow| match w.segment(msn) {
+            Some(s) => Some(Some(s.chunks)),
+            None if w.latest_msn() == Some(msn) && !w.ended() => None,
+            None => Some(None),
+        };
+        let found = match r.read(lookup) {
+            Some(found) => found,
+            None => match r.wait_for(Instant::now() + self.hold(r), lookup).await {
+                Some(found) => found,
+                None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
+            },
+        };
+        match found {
+            Some(chunks) => ok(DeliveryBody::chunks(chunks), MEDIA_TYPE, self.immutable.clone()),
+            None => text(StatusCode::NOT_FOUND, "segment not in the live window"),
+        }
+    }
+
+    async fn part(&self, r: Arc<Rendition>, msn: u64, part: u32) -> Resp {
+        let hold = self.hold(&r);
+        let mut state = r.read(|w| classify_part(w, msn, part));
+        if let PartState::Wait = state {
+            let waited = r
+                .wait_for(Instant::now() + hold, |w| match classify_part(w, msn, part) {
+                    PartState::Wait if part_impossible(w, msn) => Some(PartState::Missing),
+                    PartState::Wait => None,
+                    other => Some(other),
+                })
+                .await;
+            match waited {
+                Some(s) => state = s,
+                None => return text(StatusCode::SERVICE_UNAVAILABLE, "part did not open in time"),
+            }
+        }
+        match state {
+            PartState::Complete(chunks) => {
+                ok(DeliveryBody::chunks(chunks), MEDIA_TYPE, self.immutable.clone())
+            }
+            PartState::Open => ok(stream_part(r, msn, part, hold), MEDIA_TYPE, self.immutable.clone()),
+            PartState::Wait | PartState::Missing => {
+                text(StatusCode::NOT_FOUND, "part not in the live window")
+            }
+        }
+    }
+}
+
+/// A body that yields the part's chunks as they are written and ends when it completes.
+/// Errors (the connection is reset, not ended cleanly) if the part disappears or stalls for
+/// longer than `stall`.
+fn stream_part(r: Arc<Rendition>, msn: u64, part: u32, stall: Duration) -> DeliveryBody {
+    let rx = r.subscribe();
+    let stream =
+        futures_util::stream::unfold((r, rx, 0usize, false), move |(r, mut rx, idx, failed)| async move {
+            if failed {
+                return None;
+            }
+            loop {
+                let error = match r.read(|w| w.chunk_at(msn, part, idx)) {
+                    ChunkAt::Ready(b) => return Some((Ok(b), (r, rx, idx + 1, false))),
+                    ChunkAt::Done => return None,
+                    ChunkAt::Missing => BodyError::PartGone,
+                    ChunkAt::Pending if r.is_closed() => BodyError::PartGone,
+                    ChunkAt::Pending => match tokio::time::timeout(stall, rx.changed()).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(_)) => BodyError::PartGone,
+                        Err(_) => BodyError::Stalled,
+                    },
+                };
+                return Some((Err(error), (r, rx, idx, true)));
+            }
+        });
+    DeliveryBody::stream(stream)
+}
+
+fn preflight<B>(req: &Request<B>) -> Resp {
+    let mut r = Response::new(DeliveryBody::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    let allow = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    h.insert(ACCESS_CONTROL_ALLOW_HEADERS, allow.unwrap_or_else(|| HeaderValue::from_static("Range")));
+    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    r
+}

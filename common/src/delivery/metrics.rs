@@ -1,0 +1,96 @@
+//! Delivery metrics, registered under a caller-given prefix (`skyrelay_origin`,
+//! `skyrelay_edge`).
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::routes::Kind;
+
+/// Outcome of a blocking playlist reload (`outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Already satisfied when the request came.
+    Immediate,
+    /// Satisfied after waiting.
+    Held,
+    /// The deadline passed (503).
+    Timeout,
+    /// Too far ahead or malformed (400).
+    Rejected,
+}
+
+impl ReloadOutcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Immediate => "immediate",
+            ReloadOutcome::Held => "held",
+            ReloadOutcome::Timeout => "timeout",
+            ReloadOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// The counters delivery updates.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    requests: IntCounterVec,
+    bytes: [IntCounter; 6],
+    pub(crate) active: IntGauge,
+    reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub(crate) fn register(registry: &Registry, prefix: &str) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(format!("{prefix}_http_requests_total"), "HTTP requests by kind and status"),
+            &["kind", "status"],
+        )?;
+        let bytes_vec = IntCounterVec::new(
+            Opts::new(format!("{prefix}_http_response_bytes_total"), "Response body bytes sent by kind"),
+            &["kind"],
+        )?;
+        let active = IntGauge::new(format!("{prefix}_http_active_requests"), "Requests being answered")?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                format!("{prefix}_http_blocking_reloads_total"),
+                "Blocking playlist reloads by outcome",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(bytes_vec.clone()))?;
+        registry.register(Box::new(active.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        let bytes = Kind::ALL.map(|k| bytes_vec.with_label_values(&[k.as_str()]));
+        Ok(Metrics { requests, bytes, active, reloads })
+    }
+
+    pub(crate) fn request(&self, kind: Kind, status: http::StatusCode) {
+        self.requests.with_label_values(&[kind.as_str(), status.as_str()]).inc();
+    }
+
+    pub(crate) fn bytes(&self, kind: Kind) -> IntCounter {
+        let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(Kind::ALL.len() - 1);
+        self.bytes[i].clone()
+    }
+
+    pub(crate) fn reload(&self, outcome: ReloadOutcome) {
+        self.reloads.with_label_values(&[outcome.as_str()]).inc();
+    }
+}
+
+/// Counts a request as active until dropped (held by the response body).
+pub(crate) struct ActiveGuard(IntGauge);
+
+impl ActiveGuard {
+    pub(crate) fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        ActiveGuard(gauge.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

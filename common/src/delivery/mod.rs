@@ -1,0 +1,207 @@
+//! HTTP delivery of LL-HLS from a [`Hub`], shared by origins and edges.
+//!
+//! Layout:
+//! - this file: [`Delivery`] (what serves requests), [`DeliveryConfig`], and the hooks an
+//!   edge plugs in: [`ChannelSource`] (subscribe upstream on the first request) and
+//!   [`Access`] (playback tokens).
+//! - `routes`: the URL scheme and query parsing.
+//! - `handlers`: one function per route: blocking playlist reload, streamed open parts,
+//!   segments served as their parts' chunks.
+//! - `body`: [`DeliveryBody`].
+//! - `metrics`: request, byte and blocking-reload counters.
+//! - `server`: [`serve`]: the accept loop (HTTP/1.1 and HTTP/2, optional TLS, bounded
+//!   connections, graceful drain).
+
+mod body;
+mod handlers;
+mod metrics;
+mod routes;
+mod server;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+pub use body::{BodyError, DeliveryBody};
+pub use metrics::ReloadOutcome;
+pub use routes::{Kind, Query, QueryError, Route, parse_path, parse_query};
+pub use server::serve;
+
+use crate::config::{ConfigError, Validate, check_range};
+use crate::hub::Hub;
+
+/// A boxed, sendable future (the hooks below are called through `dyn`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// HTTP delivery settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Longest hold of a blocking playlist reload or of a wait for a part that has not
+    /// opened yet, in milliseconds. 0: three target durations (RFC 8216bis).
+    pub hold_deadline_ms: u64,
+    /// `Access-Control-Allow-Origin` value.
+    pub cors_allow_origin: String,
+    /// Most concurrent connections; further connections wait to be accepted.
+    pub max_connections: usize,
+    /// `max-age` of parts, segments and init segments (served `immutable`), in seconds.
+    pub immutable_max_age_secs: u64,
+    /// Longest wait for a request's headers (HTTP/1.1), in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Longest TLS handshake, in milliseconds.
+    pub tls_handshake_timeout_ms: u64,
+    /// On shutdown, how long open connections may finish, in milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_http2_streams: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            hold_deadline_ms: 0,
+            cors_allow_origin: "*".into(),
+            max_connections: 10_000,
+            immutable_max_age_secs: 300,
+            header_read_timeout_ms: 10_000,
+            tls_handshake_timeout_ms: 10_000,
+            drain_timeout_ms: 10_000,
+            max_http2_streams: 256,
+        }
+    }
+}
+
+impl Validate for DeliveryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("hold_deadline_ms", self.hold_deadline_ms, 0, 120_000)?;
+        check_range("max_connections", self.max_connections, 1, 1_000_000)?;
+        check_range("immutable_max_age_secs", self.immutable_max_age_secs, 0, 31_536_000)?;
+        check_range("header_read_timeout_ms", self.header_read_timeout_ms, 100, 600_000)?;
+        check_range("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms, 100, 600_000)?;
+        check_range("drain_timeout_ms", self.drain_timeout_ms, 0, 600_000)?;
+        check_range("max_http2_streams", self.max_http2_streams, 1, 100_000)?;
+        let origin = &self.cors_allow_origin;
+        if origin.is_empty() || http::HeaderValue::from_str(origin).is_err() {
+            return Err(ConfigError::invalid(
+                "cors_allow_origin",
+                format!("{origin:?} is not a header value"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a channel could not be made available.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// No such channel anywhere (404).
+    #[error("channel not found")]
+    NotFound,
+    /// The channel exists but cannot be reached now (502).
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// Too many channels or subscriptions already (503).
+    #[error("over capacity")]
+    Overloaded,
+}
+
+/// Makes a channel present in the hub on demand (an edge subscribes upstream). Called when
+/// a request names a channel or rendition the hub does not hold; `Ok` means the channel's
+/// renditions are now open in the hub (they may still be empty).
+pub trait ChannelSource: Send + Sync + 'static {
+    fn ensure<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), SourceError>>;
+}
+
+/// A refused request: the status (usually 403) and a short reason, sent in the
+/// `X-Skyrelay-Denied` header and the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {reason}")]
+pub struct Denied {
+    pub status: http::StatusCode,
+    pub reason: String,
+}
+
+/// Checks a request against the channel's access policy (playback tokens). `Ok(Some(t))`
+/// lets it through and carries `token=t` into every URI of the playlists served.
+pub trait Access: Send + Sync + 'static {
+    fn check(
+        &self,
+        channel: &str,
+        query_token: Option<&str>,
+        client: IpAddr,
+    ) -> Result<Option<String>, Denied>;
+}
+
+/// Why a [`Delivery`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The metrics could not be registered (e.g. the prefix is already used).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Serves LL-HLS requests from a hub. Cheap to share (`Arc`); see [`serve`].
+pub struct Delivery {
+    hub: Arc<Hub>,
+    cfg: DeliveryConfig,
+    cors_origin: http::HeaderValue,
+    immutable: http::HeaderValue,
+    source: Option<Arc<dyn ChannelSource>>,
+    access: Option<Arc<dyn Access>>,
+    metrics: metrics::Metrics,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Delivery from `hub`, with metrics named `{metrics_prefix}_http_…` in `registry`.
+    pub fn new(
+        hub: Arc<Hub>,
+        cfg: DeliveryConfig,
+        registry: &prometheus::Registry,
+        metrics_prefix: &str,
+    ) -> Result<Self, DeliveryError> {
+        cfg.validate()?;
+        let cors_origin = http::HeaderValue::from_str(&cfg.cors_allow_origin)
+            .map_err(|_| ConfigError::invalid("cors_allow_origin", "not a header value"))?;
+        let immutable = http::HeaderValue::from_str(&format!(
+            "public, max-age={}, immutable",
+            cfg.immutable_max_age_secs
+        ))
+        .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
+        let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
+        Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, metrics })
+    }
+
+    /// Channels missing from the hub are requested from `source` (edges).
+    pub fn with_source(mut self, source: Arc<dyn ChannelSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Every request is checked by `access`.
+    pub fn with_access(mut self, access: Arc<dyn Access>) -> Self {
+        self.access = Some(access);
+        self
+    }
+
+    /// The hub served.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.cfg
+    }
+}

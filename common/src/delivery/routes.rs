@@ -1,0 +1,200 @@
+//! The URL scheme: path and query parsing, no allocation beyond borrowing the request.
+//!
+//! ```text
+//! /live/{channel}/master.m3u8
+//! /live/{channel}/{rendition}/index.m3u8     ?_HLS_msn=&_HLS_part=&_HLS_skip=&token=
+//! /live/{channel}/{rendition}/init-{id}.mp4
+//! /live/{channel}/{rendition}/seg-{msn}.m4s
+//! /live/{channel}/{rendition}/part-{msn}.{part}.m4s
+//! /healthz
+//! ```
+
+use crate::hub::valid_name;
+
+/// What a request asks for (also the `kind` metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Master,
+    Playlist,
+    Init,
+    Part,
+    Segment,
+    Other,
+}
+
+impl Kind {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Master => "master",
+            Kind::Playlist => "playlist",
+            Kind::Init => "init",
+            Kind::Part => "part",
+            Kind::Segment => "segment",
+            Kind::Other => "other",
+        }
+    }
+
+    pub(crate) const ALL: [Kind; 6] =
+        [Kind::Master, Kind::Playlist, Kind::Init, Kind::Part, Kind::Segment, Kind::Other];
+}
+
+/// A parsed request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    Master { channel: &'a str },
+    Playlist { channel: &'a str, rendition: &'a str },
+    Init { channel: &'a str, rendition: &'a str, id: u32 },
+    Segment { channel: &'a str, rendition: &'a str, msn: u64 },
+    Part { channel: &'a str, rendition: &'a str, msn: u64, part: u32 },
+}
+
+impl Route<'_> {
+    /// The metric kind of this route.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Route::Health => Kind::Other,
+            Route::Master { .. } => Kind::Master,
+            Route::Playlist { .. } => Kind::Playlist,
+            Route::Init { .. } => Kind::Init,
+            Route::Segment { .. } => Kind::Segment,
+            Route::Part { .. } => Kind::Part,
+        }
+    }
+
+    /// The channel named, if any.
+    pub fn channel(&self) -> Option<&str> {
+        match *self {
+            Route::Health => None,
+            Route::Master { channel }
+            | Route::Playlist { channel, .. }
+            | Route::Init { channel, .. }
+            | Route::Segment { channel, .. }
+            | Route::Part { channel, .. } => Some(channel),
+        }
+    }
+}
+
+/// Parses a request path; `None` for anything outside the scheme.
+pub fn parse_path(path: &str) -> Option<Route<'_>> {
+    if path == "/healthz" {
+        return Some(Route::Health);
+    }
+    let rest = path.strip_prefix("/live/")?;
+    let mut it = rest.split('/');
+    let channel = it.next().filter(|c| valid_name(c))?;
+    let second = it.next()?;
+    let Some(file) = it.next() else {
+        return (second == "master.m3u8").then_some(Route::Master { channel });
+    };
+    if it.next().is_some() || !valid_name(second) {
+        return None;
+    }
+    let rendition = second;
+    if file == "index.m3u8" {
+        return Some(Route::Playlist { channel, rendition });
+    }
+    if let Some(id) = file.strip_prefix("init-").and_then(|f| f.strip_suffix(".mp4")) {
+        return Some(Route::Init { channel, rendition, id: number(id)? });
+    }
+    if let Some(msn) = file.strip_prefix("seg-").and_then(|f| f.strip_suffix(".m4s")) {
+        return Some(Route::Segment { channel, rendition, msn: number(msn)? });
+    }
+    let name = file.strip_prefix("part-")?.strip_suffix(".m4s")?;
+    let (msn, part) = name.split_once('.')?;
+    Some(Route::Part { channel, rendition, msn: number(msn)?, part: number(part)? })
+}
+
+/// Strict decimal: digits only (no sign, no spaces), no overflow.
+fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The query parameters delivery understands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Query<'a> {
+    pub msn: Option<u64>,
+    pub part: Option<u32>,
+    /// A playback token (`token=`), passed to the access hook as is.
+    pub token: Option<&'a str>,
+}
+
+/// Why a query is refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// `_HLS_msn` or `_HLS_part` is not a decimal number.
+    #[error("_HLS_msn and _HLS_part must be decimal integers")]
+    NotANumber,
+    /// `_HLS_part` without `_HLS_msn`.
+    #[error("_HLS_part requires _HLS_msn")]
+    PartWithoutMsn,
+}
+
+/// Parses the query string (unknown parameters are ignored, `_HLS_skip` too: delta updates
+/// are not advertised).
+pub fn parse_query(query: Option<&str>) -> Result<Query<'_>, QueryError> {
+    let mut q = Query::default();
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "_HLS_msn" => q.msn = Some(number(value).ok_or(QueryError::NotANumber)?),
+            "_HLS_part" => q.part = Some(number(value).ok_or(QueryError::NotANumber)?),
+            "token" if !value.is_empty() => q.token = Some(value),
+            _ => {}
+        }
+    }
+    if q.part.is_some() && q.msn.is_none() {
+        return Err(QueryError::PartWithoutMsn);
+    }
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(parse_path("/live/a/master.m3u8"), Some(Route::Master { channel: "a" }));
+        assert_eq!(
+            parse_path("/live/a/source/index.m3u8"),
+            Some(Route::Playlist { channel: "a", rendition: "source" })
+        );
+        assert_eq!(
+            parse_path("/live/a/source/part-12.3.m4s"),
+            Some(Route::Part { channel: "a", rendition: "source", msn: 12, part: 3 })
+        );
+        assert_eq!(
+            parse_path("/live/a/source/seg-7.m4s"),
+            Some(Route::Segment { channel: "a", rendition: "source", msn: 7 })
+        );
+        assert_eq!(
+            parse_path("/live/a/source/init-9.mp4"),
+            Some(Route::Init { channel: "a", rendition: "source", id: 9 })
+        );
+        for bad in [
+            "/live/a/source/part-1.m4s",
+            "/live/a/source/seg--1.m4s",
+            "/live/../source/index.m3u8",
+            "/live/a/source/x/index.m3u8",
+            "/live/a/index.m3u8",
+            "/live/a/source/init-99999999999.mp4",
+            "/other",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn queries() {
+        let q = parse_query(Some("_HLS_msn=5&_HLS_part=2&token=abc&x=1")).unwrap();
+        assert_eq!((q.msn, q.part, q.token), (Some(5), Some(2), Some("abc")));
+        assert_eq!(parse_query(Some("_HLS_part=2")), Err(QueryError::PartWithoutMsn));
+        assert_eq!(parse_query(Some("_HLS_msn=-1")), Err(QueryError::NotANumber));
+        assert_eq!(parse_query(None).unwrap(), Query::default());
+    }
+}
