@@ -1,1 +1,0 @@
-//! cmaf (in progress).

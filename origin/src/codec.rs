@@ -1,1 +1,0 @@
-//! codec (in progress).

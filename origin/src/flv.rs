@@ -1,1 +1,0 @@
-//! flv (in progress).

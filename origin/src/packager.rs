@@ -1,1 +1,0 @@
-//! packager (in progress).
