@@ -179,6 +179,18 @@ impl Assembler {
         }
     }
 
+    /// Where a fresh subscription continues when the local window already holds complete
+    /// segments up to `msn - 1`.
+    pub fn resume_at(&mut self, msn: u64) {
+        self.jump(Position { msn, part: 0 });
+    }
+
+    /// The connection was lost: every delivery that had not finished is dropped (complete
+    /// parts stay buffered).
+    pub fn abort_deliveries(&mut self) {
+        self.parts.retain(|_, b| b.trailer.is_some());
+    }
+
     /// Segment `msn` cannot be had (a fetch failed): if the next part is in it, abandon the
     /// open segment and go on with the next segment.
     pub fn give_up(&mut self, msn: u64, out: &mut Vec<Action>) {

@@ -1,0 +1,228 @@
+//! The relay client (subscriber side): one QUIC connection to an upstream relay server,
+//! shared by every subscription, applying what it receives to a local [`Hub`] so the node
+//! serves it over HTTP and re-serves it with its own relay server (edge → edge → origin).
+//!
+//! A single driver task (`client/driver.rs`) owns the connection, the control stream and
+//! the per-subscription [`Assembler`](super::assembler::Assembler)s; one small task per
+//! incoming stream decodes frames into a bounded queue. On a lost connection the driver
+//! reconnects with jittered exponential backoff (reset after a connection that worked) and
+//! resubscribes every subscription from the segment it was in.
+
+mod driver;
+mod streams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use quinn::{Endpoint, VarInt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::ErrorCode;
+use super::metrics::RelayClientMetrics;
+use super::tls::{self, NodeIdentity, TlsError};
+use crate::hub::{Hub, HubError, Rendition};
+
+/// Upstream address, timers and limits of a relay client.
+#[derive(Debug, Clone)]
+pub struct RelayClientConfig {
+    /// The upstream relay server.
+    pub upstream: SocketAddr,
+    /// The name its certificate carries (a DNS SAN).
+    pub server_name: String,
+    /// QUIC keep-alive interval.
+    pub keep_alive: Duration,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+    /// Limit on one connection attempt (handshake included).
+    pub connect_timeout: Duration,
+    /// How long `subscribe` waits for the upstream's answer.
+    pub request_timeout: Duration,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Parts buffered per subscription while waiting for an earlier one.
+    pub max_buffered_parts: usize,
+    /// Unidirectional streams the upstream may have open at once.
+    pub max_uni_streams: u32,
+    /// Complete segments to start with on a fresh subscription (history for players).
+    pub history_segments: u64,
+}
+
+impl RelayClientConfig {
+    /// Defaults for an upstream at `upstream` whose certificate names `server_name`.
+    pub fn new(upstream: SocketAddr, server_name: impl Into<String>) -> Self {
+        Self {
+            upstream,
+            server_name: server_name.into(),
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            max_buffered_parts: 64,
+            max_uni_streams: 256,
+            history_segments: 3,
+        }
+    }
+
+    /// The QUIC transport settings of the client side.
+    pub fn transport(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_bidi_streams(VarInt::from_u32(0));
+        t.max_concurrent_uni_streams(VarInt::from_u32(self.max_uni_streams.max(1)));
+        t.keep_alive_interval(Some(self.keep_alive));
+        t.max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok());
+        t
+    }
+}
+
+/// Why a relay client could not be made or a subscription failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The TLS configuration failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The local UDP socket could not be bound.
+    #[error("bind: {0}")]
+    Bind(std::io::Error),
+    /// The local hub refused the rendition (bad name, too many channels).
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The upstream answered with an error.
+    #[error("upstream refused: {} ({message})", code.as_str())]
+    Refused { code: ErrorCode, message: String },
+    /// No answer within `request_timeout` (the upstream may be unreachable).
+    #[error("no answer from upstream in time")]
+    Timeout,
+    /// The client has stopped.
+    #[error("relay client stopped")]
+    Stopped,
+}
+
+impl RelayError {
+    /// The upstream's error code, when it refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            RelayError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) enum Command {
+    Subscribe {
+        channel: String,
+        rendition: String,
+        reply: oneshot::Sender<Result<(u64, Arc<Rendition>), RelayError>>,
+    },
+    Unsubscribe {
+        id: u64,
+    },
+}
+
+/// A connection to one upstream, shared by its subscriptions. Dropping it stops the driver
+/// (its subscriptions end; what they applied stays in the hub).
+#[derive(Debug)]
+pub struct RelayClient {
+    cmd: mpsc::Sender<Command>,
+    connected: Arc<AtomicBool>,
+    request_timeout: Duration,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for RelayClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RelayClient {
+    /// A client with its own UDP endpoint, presenting `identity` to the upstream.
+    pub fn new(
+        identity: &NodeIdentity,
+        cfg: RelayClientConfig,
+        hub: Arc<Hub>,
+        metrics: RelayClientMetrics,
+    ) -> Result<Self, RelayError> {
+        let mut cc = tls::client_config(identity)?;
+        cc.transport_config(Arc::new(cfg.transport()));
+        let bind: SocketAddr = if cfg.upstream.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let endpoint = Endpoint::client(bind).map_err(RelayError::Bind)?;
+        Ok(Self::with_endpoint(endpoint, cc, cfg, hub, metrics))
+    }
+
+    /// A client using `endpoint` and `client_config` (whose transport should come from
+    /// [`RelayClientConfig::transport`]).
+    pub fn with_endpoint(
+        endpoint: Endpoint,
+        client_config: quinn::ClientConfig,
+        cfg: RelayClientConfig,
+        hub: Arc<Hub>,
+        metrics: RelayClientMetrics,
+    ) -> Self {
+        let (cmd, cmd_rx) = mpsc::channel(64);
+        let connected = Arc::new(AtomicBool::new(false));
+        let request_timeout = cfg.request_timeout;
+        let d = driver::Driver::new(endpoint, client_config, cfg, hub, metrics, cmd_rx, connected.clone());
+        let task = tokio::spawn(d.run()).abort_handle();
+        Self { cmd, connected, request_timeout, task }
+    }
+
+    /// Whether a connection to the upstream is up now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Subscribes to `rendition` of `channel`. Returns once the upstream accepted
+    /// (parts then flow into the local hub's rendition) or refused.
+    pub async fn subscribe(&self, channel: &str, rendition: &str) -> Result<Subscription, RelayError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Subscribe { channel: channel.into(), rendition: rendition.into(), reply };
+        self.cmd.send(cmd).await.map_err(|_| RelayError::Stopped)?;
+        let (id, local) = match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(RelayError::Stopped),
+            Err(_) => return Err(RelayError::Timeout),
+        };
+        Ok(Subscription { id, local, cmd: self.cmd.clone() })
+    }
+}
+
+/// A live subscription. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    local: Arc<Rendition>,
+    cmd: mpsc::Sender<Command>,
+}
+
+impl Subscription {
+    /// The subscription's request id on the relay connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The local hub rendition the subscription fills.
+    pub fn rendition(&self) -> &Arc<Rendition> {
+        &self.local
+    }
+
+    /// Stops the subscription.
+    pub async fn unsubscribe(self) {
+        // Drop sends the command.
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.cmd.try_send(Command::Unsubscribe { id: self.id });
+    }
+}

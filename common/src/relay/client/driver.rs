@@ -1,0 +1,432 @@
+//! The client's driver task: connection, reconnect with backoff, control stream, and the
+//! per-subscription assemblers that apply received parts to the local hub.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::BytesMut;
+use quinn::{Connection, Endpoint, SendStream, VarInt};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::streams::{self, Event};
+use super::{Command, RelayClientConfig, RelayError};
+use crate::hub::{Hub, Rendition};
+use crate::relay::assembler::{Action, Assembler};
+use crate::relay::codec::{CloseCode, CodecError, ControlMessage, Start};
+use crate::relay::io::{self, StreamError};
+use crate::relay::metrics::RelayClientMetrics;
+
+/// Segments fetched at most for one gap; a larger gap is given up.
+const MAX_GAP_FETCH: u64 = 4;
+
+type Reply = oneshot::Sender<Result<(u64, Arc<Rendition>), RelayError>>;
+
+struct Sub {
+    channel: String,
+    rendition: String,
+    local: Arc<Rendition>,
+    asm: Assembler,
+    reply: Option<Reply>,
+    fetching: HashSet<u64>,
+}
+
+pub(super) struct Driver {
+    endpoint: Endpoint,
+    client_config: quinn::ClientConfig,
+    cfg: RelayClientConfig,
+    hub: Arc<Hub>,
+    metrics: RelayClientMetrics,
+    cmd_rx: mpsc::Receiver<Command>,
+    connected: Arc<AtomicBool>,
+    subs: HashMap<u64, Sub>,
+    /// Fetch request id -> (subscription, msn).
+    fetches: HashMap<u64, (u64, u64)>,
+    next_id: u64,
+    next_token: u64,
+    stopped: bool,
+}
+
+/// Why a session ended early: the connection is unusable.
+struct Broken;
+
+impl From<StreamError> for Broken {
+    fn from(_: StreamError) -> Self {
+        Broken
+    }
+}
+
+impl Driver {
+    pub(super) fn new(
+        endpoint: Endpoint,
+        client_config: quinn::ClientConfig,
+        cfg: RelayClientConfig,
+        hub: Arc<Hub>,
+        metrics: RelayClientMetrics,
+        cmd_rx: mpsc::Receiver<Command>,
+        connected: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            endpoint,
+            client_config,
+            cfg,
+            hub,
+            metrics,
+            cmd_rx,
+            connected,
+            subs: HashMap::new(),
+            fetches: HashMap::new(),
+            next_id: 1,
+            next_token: 0,
+            stopped: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut backoff = self.cfg.backoff_initial;
+        let mut had_connection = false;
+        loop {
+            if let Some(conn) = self.connect().await {
+                if had_connection {
+                    self.metrics.reconnects.inc();
+                }
+                had_connection = true;
+                let started = Instant::now();
+                let worked = self.session(conn).await;
+                if self.stopped {
+                    break;
+                }
+                if worked || started.elapsed() >= self.cfg.backoff_max {
+                    backoff = self.cfg.backoff_initial;
+                }
+            }
+            if self.stopped {
+                break;
+            }
+            let delay = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
+            backoff = (backoff * 2).min(self.cfg.backoff_max);
+            debug!(upstream = %self.cfg.upstream, ?delay, "relay reconnect in");
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    c = self.cmd_rx.recv() => match c {
+                        Some(c) => { let _ = self.command(c, None).await; }
+                        None => { self.stopped = true; break; }
+                    },
+                }
+            }
+            if self.stopped {
+                break;
+            }
+        }
+        self.metrics.subscriptions.sub(self.subs.len() as i64);
+        self.endpoint.close(VarInt::from_u32(CloseCode::NoError as u32), b"");
+    }
+
+    async fn connect(&mut self) -> Option<Connection> {
+        let (addr, name) = (self.cfg.upstream, self.cfg.server_name.clone());
+        let connecting = match self.endpoint.connect_with(self.client_config.clone(), addr, &name) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(upstream = %addr, error = %e, "relay connect");
+                return None;
+            }
+        };
+        match tokio::time::timeout(self.cfg.connect_timeout, connecting).await {
+            Ok(Ok(conn)) => Some(conn),
+            Ok(Err(e)) => {
+                info!(upstream = %addr, error = %e, "relay connect failed");
+                None
+            }
+            Err(_) => {
+                info!(upstream = %addr, "relay connect timed out");
+                None
+            }
+        }
+    }
+
+    /// Runs one connection until it breaks or the client stops. Returns whether anything
+    /// was received (the connection worked).
+    async fn session(&mut self, conn: Connection) -> bool {
+        let Ok((mut send, mut recv)) = conn.open_bi().await else { return false };
+        self.connected.store(true, Ordering::Relaxed);
+        info!(upstream = %self.cfg.upstream, "relay connected");
+        let (tx, mut rx) = mpsc::channel::<Event>(1024);
+        let mut worked = false;
+        let ids: Vec<u64> = self.subs.keys().copied().collect();
+        let mut ok = true;
+        for id in ids {
+            if self.send_subscribe(&mut send, id).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        let mut buf = BytesMut::new();
+        while ok {
+            let step: Result<(), Broken> = tokio::select! {
+                c = self.cmd_rx.recv() => match c {
+                    Some(c) => self.command(c, Some(&mut send)).await,
+                    None => {
+                        self.stopped = true;
+                        Err(Broken)
+                    }
+                },
+                m = io::read_control(&mut recv, &mut buf) => {
+                    worked = true;
+                    match m {
+                        Ok(Some(m)) => self.control(m, &mut send).await,
+                        Ok(None) => Err(Broken),
+                        Err(StreamError::Codec(e)) => Err(close_malformed(&conn, e)),
+                        Err(_) => Err(Broken),
+                    }
+                }
+                s = conn.accept_uni() => match s {
+                    Ok(recv) => {
+                        self.next_token += 1;
+                        tokio::spawn(streams::read_stream(recv, self.next_token, tx.clone(), self.metrics.clone()));
+                        Ok(())
+                    }
+                    Err(_) => Err(Broken),
+                },
+                Some(ev) = rx.recv() => match ev {
+                    Event::Malformed(e) => Err(close_malformed(&conn, e)),
+                    ev => self.frame(ev, &mut send).await,
+                },
+            };
+            ok = step.is_ok();
+        }
+        if self.stopped {
+            conn.close(VarInt::from_u32(CloseCode::NoError as u32), b"");
+        }
+        self.connected.store(false, Ordering::Relaxed);
+        info!(upstream = %self.cfg.upstream, reason = ?conn.close_reason(), "relay connection lost");
+        for sub in self.subs.values_mut() {
+            sub.asm.abort_deliveries();
+            sub.fetching.clear();
+        }
+        self.fetches.clear();
+        worked
+    }
+
+    async fn send_subscribe(&mut self, send: &mut SendStream, id: u64) -> Result<(), StreamError> {
+        let Some(sub) = self.subs.get(&id) else { return Ok(()) };
+        let start = match sub.asm.resume_msn() {
+            Some(msn) => Start::FromMsn(msn),
+            None => Start::Live { back: self.cfg.history_segments },
+        };
+        let msg = ControlMessage::Subscribe {
+            id,
+            channel: sub.channel.clone(),
+            rendition: sub.rendition.clone(),
+            start,
+        };
+        io::write_control(send, &msg).await
+    }
+
+    async fn command(&mut self, c: Command, send: Option<&mut SendStream>) -> Result<(), Broken> {
+        match c {
+            Command::Subscribe { channel, rendition, reply } => {
+                let local = match self.hub.open(&channel, &rendition) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                        return Ok(());
+                    }
+                };
+                // Continue after what the local window holds complete.
+                local.update(|w| w.abandon_open());
+                let (init, resume) = local.read(|w| (w.current_init_id(), w.last_complete_msn()));
+                let mut asm = Assembler::new(self.cfg.max_buffered_parts, init);
+                if let Some(last) = resume {
+                    asm.resume_at(last + 1);
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let sub =
+                    Sub { channel, rendition, local, asm, reply: Some(reply), fetching: HashSet::new() };
+                self.subs.insert(id, sub);
+                self.metrics.subscriptions.inc();
+                if let Some(send) = send {
+                    self.send_subscribe(send, id).await?;
+                }
+            }
+            Command::Unsubscribe { id } => {
+                if self.subs.remove(&id).is_some() {
+                    self.metrics.subscriptions.dec();
+                    if let Some(send) = send {
+                        io::write_control(send, &ControlMessage::Unsubscribe { id }).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn control(&mut self, m: ControlMessage, send: &mut SendStream) -> Result<(), Broken> {
+        let mut out = Vec::new();
+        match m {
+            ControlMessage::SubscribeOk { id, init, start_msn, latest, target_duration, part_target } => {
+                let Some(sub) = self.subs.get_mut(&id) else { return Ok(()) };
+                if let Some(init) = init {
+                    sub.asm.on_init(init, &mut out);
+                }
+                if target_duration > 0.0 && part_target > 0.0 {
+                    let (part_ms, seg_ms) =
+                        ((part_target * 1000.0).round() as u64, (target_duration * 1000.0) as u64);
+                    sub.local.update(|w| w.set_targets(part_ms, seg_ms));
+                }
+                sub.asm.on_start(latest.map(|_| start_msn), &mut out);
+                apply(sub, out);
+                if let Some(reply) = sub.reply.take()
+                    && reply.send(Ok((id, sub.local.clone()))).is_err()
+                {
+                    // The caller gave up waiting.
+                    self.subs.remove(&id);
+                    self.metrics.subscriptions.dec();
+                    io::write_control(send, &ControlMessage::Unsubscribe { id }).await?;
+                }
+            }
+            ControlMessage::Error { id, code, message } => {
+                if let Some((sid, msn)) = self.fetches.remove(&id) {
+                    debug!(sid, msn, code = code.as_str(), %message, "fetch failed");
+                    if let Some(sub) = self.subs.get_mut(&sid) {
+                        sub.fetching.remove(&msn);
+                        sub.asm.give_up(msn, &mut out);
+                        apply(sub, out);
+                    }
+                } else if let Some(mut sub) = self.subs.remove(&id) {
+                    self.metrics.subscriptions.dec();
+                    warn!(channel = %sub.channel, rendition = %sub.rendition, code = code.as_str(), %message, "upstream ended subscription");
+                    if let Some(reply) = sub.reply.take() {
+                        let _ = reply.send(Err(RelayError::Refused { code, message }));
+                    }
+                }
+            }
+            ControlMessage::Announce { subscription, init } => {
+                if let Some(sub) = self.subs.get_mut(&subscription) {
+                    sub.asm.on_init(init, &mut out);
+                    apply(sub, out);
+                }
+            }
+            ControlMessage::Ended { subscription, last } => {
+                if let Some(sub) = self.subs.get_mut(&subscription) {
+                    sub.asm.on_ended(last, &mut out);
+                    apply(sub, out);
+                }
+            }
+            ControlMessage::Gap { subscription, first, last } => {
+                self.gap(subscription, first.msn, last.msn, last.part == u32::MAX, send).await?;
+            }
+            ControlMessage::Subscribe { .. }
+            | ControlMessage::Unsubscribe { .. }
+            | ControlMessage::Fetch { .. } => {
+                warn!(upstream = %self.cfg.upstream, "upstream sent a subscriber message");
+                return Err(Broken);
+            }
+        }
+        Ok(())
+    }
+
+    /// Segments `first..=last` miss parts: fetch them, or give them up when the upstream
+    /// no longer holds them (`gone`) or the gap is too long.
+    async fn gap(
+        &mut self,
+        sid: u64,
+        first: u64,
+        last: u64,
+        gone: bool,
+        send: &mut SendStream,
+    ) -> Result<(), Broken> {
+        let Some(sub) = self.subs.get_mut(&sid) else { return Ok(()) };
+        let mut out = Vec::new();
+        if gone || last.saturating_sub(first) >= MAX_GAP_FETCH {
+            for msn in first..=last.min(first + 64) {
+                sub.asm.give_up(msn, &mut out);
+            }
+            apply(sub, out);
+            return Ok(());
+        }
+        for msn in first..=last {
+            if !sub.fetching.insert(msn) {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.fetches.insert(id, (sid, msn));
+            io::write_control(send, &ControlMessage::Fetch { id, subscription: sid, msn }).await?;
+        }
+        Ok(())
+    }
+
+    async fn frame(&mut self, ev: Event, send: &mut SendStream) -> Result<(), Broken> {
+        let mut out = Vec::new();
+        match ev {
+            Event::Header { token, header } => {
+                let sid = header.subscription;
+                let Some(sub) = self.subs.get_mut(&sid) else { return Ok(()) };
+                if let Err(e) = sub.asm.on_header(token, header, &mut out) {
+                    warn!(channel = %sub.channel, error = %e, "resubscribing");
+                    apply(sub, out);
+                    io::write_control(send, &ControlMessage::Unsubscribe { id: sid }).await?;
+                    return Ok(self.send_subscribe(send, sid).await?);
+                }
+                apply(sub, out);
+            }
+            Event::Chunk { token, sub, pos, bytes } => {
+                if let Some(sub) = self.subs.get_mut(&sub) {
+                    sub.asm.on_chunk(token, pos, bytes, &mut out);
+                    apply(sub, out);
+                }
+            }
+            Event::Trailer { token, sub, pos, trailer } => {
+                if let Some(sub) = self.subs.get_mut(&sub) {
+                    sub.asm.on_trailer(token, pos, trailer, &mut out);
+                    apply(sub, out);
+                }
+            }
+            Event::Abort { token, sub, pos } => {
+                if let Some(sub) = self.subs.get_mut(&sub) {
+                    sub.asm.on_abort(token, pos);
+                }
+            }
+            Event::FetchDone { request, ok } => {
+                if let Some((sid, msn)) = self.fetches.remove(&request)
+                    && let Some(sub) = self.subs.get_mut(&sid)
+                {
+                    sub.fetching.remove(&msn);
+                    if !ok {
+                        sub.asm.give_up(msn, &mut out);
+                        apply(sub, out);
+                    }
+                }
+            }
+            Event::Malformed(_) => {}
+        }
+        Ok(())
+    }
+}
+
+fn close_malformed(conn: &Connection, e: CodecError) -> Broken {
+    warn!(peer = %conn.remote_address(), error = %e, "closing relay connection: malformed frame");
+    conn.close(VarInt::from_u32(e.close_code() as u32), e.to_string().as_bytes());
+    Broken
+}
+
+/// Applies the assembler's output to the local window.
+fn apply(sub: &mut Sub, actions: Vec<Action>) {
+    for a in actions {
+        match a {
+            Action::Apply(ev, now_ms) => {
+                if let Err(e) = sub.local.apply(ev, now_ms) {
+                    warn!(channel = %sub.channel, rendition = %sub.rendition, error = %e, "relayed event rejected");
+                }
+            }
+            Action::AbandonOpen => sub.local.update(|w| w.abandon_open()),
+        }
+    }
+}

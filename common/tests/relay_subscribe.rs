@@ -1,0 +1,93 @@
+//! Subscribing over the relay: parts arrive byte-identical, chunk by chunk before their
+//! part completes; unknown channels get `not_found`; edge -> edge -> origin works.
+
+mod relay_support;
+
+use relay_support::*;
+use skyrelay_common::relay::codec::ErrorCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_arrive_identical_and_chunk_by_chunk() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "ch1");
+    feed.segment(0, 3);
+    feed.segment(1, 3);
+    // Segment 2: one part open with one chunk.
+    feed.chunk(2, 0, 0);
+    let server = TestServer::start(origin.clone(), &pki.server, None);
+
+    let edge = hub();
+    let (client, metrics) = client(&pki, server.addr, edge.clone());
+    let sub = client.subscribe("ch1", "source").await.unwrap();
+    let local = sub.rendition().clone();
+
+    // The open part's first chunk is at the edge while the part is still open.
+    let first = wait_window(&local, "first chunk of open part 2.0", |w| {
+        w.part(2, 0).filter(|p| !p.chunks.is_empty())
+    })
+    .await;
+    assert!(!first.complete);
+    assert_eq!(first.chunks, vec![chunk(2, 0, 0)]);
+
+    feed.chunk(2, 0, 1);
+    wait_window(&local, "second chunk", |w| w.part(2, 0).filter(|p| p.chunks.len() == 2)).await;
+    assert!(!local.read(|w| w.part(2, 0)).unwrap().complete);
+    feed.end_part(2, 0, false);
+    feed.part(2, 1, 3, true);
+    feed.segment(3, 2);
+    wait_window(&local, "segment 3", |w| w.segment(3)).await;
+    assert_same_parts(&origin.rendition("ch1", "source").unwrap(), &local, 0..=3);
+    assert_eq!(local.read(|w| w.info().cloned()), Some(info()));
+    assert_eq!(
+        local.read(|w| w.current_init_id()),
+        origin.rendition("ch1", "source").unwrap().read(|w| w.current_init_id())
+    );
+    assert!(metrics.upstream_objects.get() >= 10, "objects {}", metrics.upstream_objects.get());
+    assert!(metrics.upstream_bytes.get() > 0);
+    assert_eq!(metrics.subscriptions.get(), 1);
+    assert!(metrics.part_delay.get_sample_count() > 0);
+
+    // End of stream reaches the edge.
+    feed.r.apply(skyrelay_common::media::MediaEvent::End, now_ms()).unwrap();
+    wait_window(&local, "end", |w| w.ended().then_some(())).await;
+
+    drop(sub);
+    wait_until("unsubscribe at the server", || server.metrics.subscriptions.get() == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_channel_is_not_found() {
+    let pki = pki();
+    let server = TestServer::start(hub(), &pki.server, None);
+    let (client, _) = client(&pki, server.addr, hub());
+    let err = client.subscribe("nope", "source").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_to_edge_to_origin() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "chain");
+    feed.segment(10, 2);
+    let origin_server = TestServer::start(origin.clone(), &pki.server, None);
+
+    // Shield edge: subscribes to the origin, re-serves its own hub.
+    let shield = hub();
+    let (shield_client, _) = client(&pki, origin_server.addr, shield.clone());
+    let _s1 = shield_client.subscribe("chain", "source").await.unwrap();
+    wait_window(&shield.rendition("chain", "source").unwrap(), "shield segment 10", |w| w.segment(10)).await;
+    let shield_server = TestServer::start(shield.clone(), &pki.server, None);
+
+    let edge = hub();
+    let (edge_client, edge_metrics) = client(&pki, shield_server.addr, edge.clone());
+    let s2 = edge_client.subscribe("chain", "source").await.unwrap();
+    feed.segment(11, 3);
+    feed.chunk(12, 0, 0);
+    let local = s2.rendition().clone();
+    wait_window(&local, "edge segment 11", |w| w.segment(11)).await;
+    wait_window(&local, "edge open part 12.0", |w| w.part(12, 0)).await;
+    assert_same_parts(&origin.rendition("chain", "source").unwrap(), &local, 10..=11);
+    assert!(edge_metrics.upstream_objects.get() >= 5);
+}
