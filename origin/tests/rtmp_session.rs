@@ -100,6 +100,8 @@ mod rtmp_session {
             ]),
         ]);
         h.client.message(4, 0, message::DATA_AMF0, 1, &meta);
+        // Repeated identical metadata (GStreamer's flvmux does this) is reported once.
+        h.client.message(4, 0, message::DATA_AMF0, 1, &meta);
         let mut ts = 0u32;
         for (round, size) in [128u32, 4096, 1, 65_536, 60].into_iter().enumerate() {
             h.client.set_chunk_size(size);

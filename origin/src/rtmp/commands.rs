@@ -168,6 +168,7 @@ impl ServerSession {
             );
         }
         self.publish = Publish::Pending { stream_id };
+        self.last_metadata = None;
         let app = self.app.clone().unwrap_or_default();
         self.push_event(SessionEvent::PublishRequested { app, stream_key: key, stream_id })
     }

@@ -15,7 +15,8 @@ pub enum SessionEvent {
     /// [`super::ServerSession::reject_publish`]. Media is dropped until accepted.
     /// `Debug` redacts the stream key.
     PublishRequested { app: String, stream_key: String, stream_id: u32 },
-    /// `onMetaData` (directly or through `@setDataFrame`) while publishing.
+    /// `onMetaData` (directly or through `@setDataFrame`) while publishing, when its useful
+    /// fields differ from the last one reported for this publish (some muxers repeat it).
     Metadata(StreamMetadata),
     /// A video message: the raw FLV video tag body, absolute timestamp in ms (wraps at 2^32).
     Video { timestamp: u32, data: Bytes },

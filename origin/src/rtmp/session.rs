@@ -85,6 +85,8 @@ pub struct ServerSession {
     failed: bool,
     pub(super) stats: SessionStats,
     peer_window: Option<u32>,
+    /// Metadata last reported for the current publish (repeats are not reported again).
+    pub(super) last_metadata: Option<StreamMetadata>,
     acked_at: u64,
 }
 
@@ -122,6 +124,7 @@ impl ServerSession {
             failed: false,
             stats: SessionStats::default(),
             peer_window: None,
+            last_metadata: None,
             acked_at: 0,
         }
     }
@@ -295,7 +298,12 @@ impl ServerSession {
             [name, meta, ..]
                 if publishing && name.as_str() == Some("onMetaData") && meta.properties().is_some() =>
             {
-                self.push_event(SessionEvent::Metadata(StreamMetadata::from_amf(meta)))
+                let meta = StreamMetadata::from_amf(meta);
+                if self.last_metadata.as_ref() == Some(&meta) {
+                    return Ok(());
+                }
+                self.last_metadata = Some(meta.clone());
+                self.push_event(SessionEvent::Metadata(meta))
             }
             _ => {
                 self.stats.ignored_messages += 1;
