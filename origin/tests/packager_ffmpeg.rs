@@ -44,6 +44,17 @@ fn audio_video_stream_is_decodable_cmaf() {
     let ends: Vec<f64> = segment_durations(&events);
     assert_eq!(ends.len(), 3, "{ends:?}");
     assert!((ends[0] - 2.0).abs() < 1e-6 && (ends[1] - 2.0).abs() < 1e-6, "{ends:?}");
+    // Audio and video of a chunk start close together (sync within a few frames).
+    for e in &events {
+        if let MediaEvent::Chunk { bytes, .. } = e {
+            let trafs = parse_chunk(bytes);
+            let v = trafs.iter().find(|t| t.track_id == 1).map(|t| t.tfdt as f64 / 90_000.0);
+            let a = trafs.iter().find(|t| t.track_id == 2).map(|t| t.tfdt as f64 / 48_000.0);
+            if let (Some(v), Some(a)) = (v, a) {
+                assert!((v - a).abs() < 0.1, "video {v} audio {a}");
+            }
+        }
+    }
     let first_msn = first_msn(&events);
     assert_eq!(first_msn, 0, "first keyframe at 0 ms");
     let duration = decode_ok(&files[0]);

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use packager_support::*;
 use proptest::prelude::*;
 use skyrelay_common::media::MediaEvent;
+use skyrelay_origin::codec::{AacConfig, AvcConfig};
 use skyrelay_origin::flv::{self, FlvReader};
 use skyrelay_origin::packager::Packager;
 
@@ -133,5 +134,28 @@ proptest! {
             }
             let _ = r.finish();
         }
+    }
+
+    #[test]
+    fn config_records_never_panic(
+        sps in prop::collection::vec(any::<u8>(), 0..64),
+        flips in prop::collection::vec((any::<usize>(), 1u8..), 0..4),
+        asc in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        const REAL_SPS: &[u8] = &[
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
+            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+        ];
+        let mutated = mutate(&Bytes::from_static(REAL_SPS), &flips, None);
+        let mut random = vec![0x67];
+        random.extend_from_slice(&sps);
+        for sps in [mutated.to_vec(), random] {
+            let mut rec = vec![1, 0x64, 0, 0x1e, 0xff, 0xe1];
+            rec.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+            rec.extend_from_slice(&sps);
+            rec.extend_from_slice(&[1, 0, 1, 0x68]);
+            let _ = AvcConfig::parse(&Bytes::from(rec));
+        }
+        let _ = AacConfig::parse(&Bytes::from(asc));
     }
 }

@@ -222,3 +222,45 @@ fn session_restart_rebases_and_continues_numbering() {
     assert!((269_000..=271_000).contains(&t), "new session starts where the first ended: {t}");
     assert_eq!(c[before].0, c[before - 1].0 + 1);
 }
+
+#[test]
+fn audio_time_follows_sample_counts_and_reanchors_on_gaps() {
+    // Audio only, 48 kHz AAC: ms timestamps jitter by rounding; a 500 ms hole at frame 100.
+    let mut tags = vec![(false, 0u32, Bytes::from_static(&[0xaf, 0, 0x11, 0x90]))];
+    for n in 0..200u64 {
+        let mut ms = n * 1024 * 1000 / 48000;
+        if n >= 100 {
+            ms += 500;
+        }
+        tags.push((false, ms as u32, Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x05])));
+    }
+    let mut p = Packager::new(config());
+    p.set_metadata_hint(Some(false), Some(true), None);
+    let mut events = Vec::new();
+    feed_synthetic(&mut p, &tags, &mut events);
+    p.end_session();
+    drain(&mut p, &mut events);
+    let samples: Vec<(u64, u32)> = chunks(&events)
+        .iter()
+        .flat_map(|c| c.2.iter())
+        .flat_map(|t| {
+            let mut at = t.tfdt;
+            t.samples
+                .iter()
+                .map(move |s| {
+                    let r = (at, s.0);
+                    at += u64::from(s.0);
+                    r
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(samples.len(), 200);
+    for (i, (dts, dur)) in samples.iter().enumerate() {
+        let expected = if i < 100 { i as u64 * 1024 } else { i as u64 * 1024 + 24_000 };
+        assert!(dts.abs_diff(expected) <= 48, "sample {i}: dts {dts} vs {expected}");
+        if i != 99 {
+            assert_eq!(*dur, 1024, "sample {i}: exact frame durations");
+        }
+    }
+}
