@@ -1,1 +1,68 @@
-fn main() {}
+//! `skyrelay`: one binary for every role of the network.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "skyrelay", version, about = "Skyrelay: a multi-region live-streaming relay network")]
+struct Cli {
+    /// Log lines as JSON objects.
+    #[arg(long, global = true, env = "SKYRELAY_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an origin: RTMP ingest, LL-HLS packaging and serving.
+    Origin {
+        /// TOML configuration (see config/origin.toml); SKYRELAY_* variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Completes on the first SIGINT or SIGTERM: the one place signals are handled.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    skyrelay_common::telemetry::init_logging("info", cli.log_json);
+    match cli.command {
+        Command::Origin { config } => {
+            let cfg: skyrelay_origin::config::OriginConfig =
+                skyrelay_common::config::load(config.as_deref()).context("origin configuration")?;
+            skyrelay_origin::node::run(cfg, shutdown_signal()).await.context("origin")?;
+        }
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! - [`media`]: the media model (renditions, the events a packager emits).
 //! - [`window`]: the sans-IO live window of one rendition (segments, parts, chunks).
 //! - [`playlist`]: the LL-HLS media and master playlist writer.
+//! - [`http_tls`]: TLS configuration of the viewer-facing HTTP listeners.
 //! - [`hub`]: the tokio-side registry of live windows, with change notification.
 //! - [`delivery`]: HTTP (hyper) serving of LL-HLS from a hub, used by origins and edges.
 //! - [`relay`]: the QUIC relay protocol between nodes (codec, transport, cluster TLS).
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod delivery;
+pub mod http_tls;
 pub mod hub;
 pub mod media;
 pub mod playlist;

@@ -1,0 +1,158 @@
+//! An origin node: binds its listeners, wires ingest → hub → HTTP delivery and relay, and
+//! shuts down in order (stop accepting, end publishing, drain, close).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use skyrelay_common::admin::{self, Admin};
+use skyrelay_common::delivery::{self, Delivery, DeliveryConfig};
+use skyrelay_common::hub::Hub;
+use skyrelay_common::window::WindowConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::OriginConfig;
+use crate::ingest::{self, IngestContext};
+use crate::keys::{PublishAuthority, StaticKeys};
+use crate::metrics::OriginMetrics;
+use crate::packager::PackagerConfig;
+use crate::publishers::Publishers;
+
+/// Why an origin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// A listener could not be bound; names the config key to change.
+    #[error("cannot listen on {addr} (`{key}`): {source}")]
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    /// Metrics could not be registered (a name clash: a bug).
+    #[error("metrics registration: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The HTTP delivery could not be set up.
+    #[error("http delivery: {0}")]
+    Delivery(String),
+    /// TLS material could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+/// A running origin.
+pub struct OriginNode {
+    pub rtmp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub registry: Registry,
+    drain: Duration,
+    ingest_shutdown: CancellationToken,
+    shutdown: CancellationToken,
+    ingest_tasks: TaskTracker,
+    tasks: TaskTracker,
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, OriginError> {
+    TcpListener::bind(addr).await.map_err(|source| OriginError::Bind { key, addr, source })
+}
+
+impl OriginNode {
+    /// Starts an origin. `auth` decides publishes; `None` uses the config's `[[keys]]`.
+    pub async fn start(
+        cfg: OriginConfig,
+        auth: Option<Arc<dyn PublishAuthority>>,
+    ) -> Result<OriginNode, OriginError> {
+        let cfg = Arc::new(cfg);
+        let registry = Registry::new();
+        let metrics = OriginMetrics::register(&registry)?;
+        let rtmp = bind("rtmp.listen", cfg.rtmp.listen).await?;
+        let http = bind("http.listen", cfg.http.listen).await?;
+        let admin_listener = bind("admin.listen", cfg.admin.listen).await?;
+        let addr = |l: &TcpListener, key, want| {
+            l.local_addr().map_err(|source| OriginError::Bind { key, addr: want, source })
+        };
+        let rtmp_addr = addr(&rtmp, "rtmp.listen", cfg.rtmp.listen)?;
+        let http_addr = addr(&http, "http.listen", cfg.http.listen)?;
+        let admin_addr = addr(&admin_listener, "admin.listen", cfg.admin.listen)?;
+
+        let window = WindowConfig { max_segments: cfg.packager.window_segments, ..WindowConfig::default() };
+        let hub = Arc::new(Hub::new(window));
+        let packager = PackagerConfig {
+            part_target_ms: cfg.packager.part_target_ms,
+            segment_target_ms: cfg.packager.segment_target_ms,
+            ..PackagerConfig::default()
+        };
+        let publishers = Arc::new(Publishers::new(packager, cfg.rtmp.max_publishers, cfg.rtmp.on_conflict));
+        let auth = auth.unwrap_or_else(|| Arc::new(StaticKeys::new(cfg.keys.clone())));
+        let ctx = Arc::new(IngestContext { cfg: cfg.clone(), hub: hub.clone(), auth, publishers, metrics });
+
+        let shutdown = CancellationToken::new();
+        let ingest_shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let ingest_tasks = TaskTracker::new();
+        ingest_tasks.spawn(ingest::serve(rtmp, ctx, ingest_shutdown.clone()));
+
+        let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                skyrelay_common::http_tls::server_config(cert, key)
+                    .map_err(|e| OriginError::Tls(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let delivery_cfg =
+            DeliveryConfig { max_connections: cfg.http.max_connections, ..DeliveryConfig::default() };
+        let delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_origin")
+            .map_err(|e| OriginError::Delivery(e.to_string()))?;
+        let delivery = Arc::new(delivery);
+        let token = shutdown.clone();
+        tasks.spawn(delivery::serve(http, tls, delivery, async move { token.cancelled().await }));
+
+        let admin = Admin::new(registry.clone());
+        admin.set_ready(true);
+        let token = shutdown.clone();
+        tasks.spawn(admin::serve(admin_listener, admin, async move { token.cancelled().await }));
+
+        info!(rtmp = %rtmp_addr, http = %http_addr, admin = %admin_addr, node = %cfg.node_name, "origin ready");
+        Ok(OriginNode {
+            rtmp_addr,
+            http_addr,
+            admin_addr,
+            hub,
+            registry,
+            drain: Duration::from_secs(cfg.drain_seconds),
+            ingest_shutdown,
+            shutdown,
+            ingest_tasks,
+            tasks,
+        })
+    }
+
+    /// Stops ingest (publishers see their streams end), then the listeners, waiting at most
+    /// the configured drain time.
+    pub async fn stop(self) {
+        self.ingest_shutdown.cancel();
+        self.ingest_tasks.close();
+        if tokio::time::timeout(self.drain, self.ingest_tasks.wait()).await.is_err() {
+            warn!("ingest did not drain in time");
+        }
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.drain, self.tasks.wait()).await.is_err() {
+            warn!("listeners did not drain in time");
+        }
+        info!("origin stopped");
+    }
+}
+
+/// Runs an origin until `shutdown` completes.
+pub async fn run(
+    cfg: OriginConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), OriginError> {
+    let node = OriginNode::start(cfg, None).await?;
+    shutdown.await;
+    info!("shutting down");
+    node.stop().await;
+    Ok(())
+}
