@@ -87,7 +87,7 @@ async fn serves_playlists_and_objects_with_headers() {
     assert_eq!(srv.metric("http_requests_total", &[("kind", "segment"), ("status", "200")]), 2.0);
     assert_eq!(srv.metric("http_requests_total", &[("kind", "playlist"), ("status", "404")]), 2.0);
     assert!(srv.metric("http_response_bytes_total", &[("kind", "segment")]) >= expected.len() as f64);
-    srv.wait_metric("http_active_requests", &[], 0.0).await;
+    srv.wait_metric_eq("http_active_requests", &[], 0.0).await;
     srv.stop().await;
 }
 

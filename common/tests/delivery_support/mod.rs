@@ -77,8 +77,23 @@ impl Server {
 
     /// Waits (bounded) until `name` reaches at least `value`.
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.wait_metric_until(name, labels, value, |v| v >= value).await;
+    }
+
+    /// Waits (bounded) until `name` is exactly `value`.
+    pub async fn wait_metric_eq(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.wait_metric_until(name, labels, value, |v| v == value).await;
+    }
+
+    async fn wait_metric_until(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+        ok: impl Fn(f64) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.metric(name, labels) < value {
+        while !ok(self.metric(name, labels)) {
             assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(2)).await;

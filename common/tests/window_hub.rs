@@ -1,0 +1,123 @@
+//! Hub and Rendition: get-or-create, limits, change notification, removal, last access.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use skyrelay_common::hub::{Hub, HubError, HubLimits};
+use skyrelay_common::media::{MediaEvent, RenditionInfo};
+use skyrelay_common::window::WindowConfig;
+use tokio::time::Instant;
+
+fn init_event() -> MediaEvent {
+    let info = RenditionInfo {
+        name: "source".into(),
+        codecs: "avc1.64001f".into(),
+        bandwidth: 1,
+        resolution: None,
+        frame_rate: None,
+        has_video: true,
+        has_audio: false,
+    };
+    MediaEvent::Init { info, bytes: Bytes::from_static(b"i") }
+}
+
+#[test]
+fn open_is_get_or_create_and_bounded() {
+    let hub = Hub::with_limits(
+        WindowConfig::default(),
+        HubLimits { max_channels: 2, max_renditions_per_channel: 2 },
+    );
+    let a = hub.open("a", "source").unwrap();
+    assert!(Arc::ptr_eq(&a, &hub.open("a", "source").unwrap()));
+    assert!(Arc::ptr_eq(&a, &hub.rendition("a", "source").unwrap()));
+    hub.open("a", "low").unwrap();
+    assert_eq!(hub.open("a", "mid").unwrap_err(), HubError::TooManyRenditions(2));
+    hub.open("b", "source").unwrap();
+    assert_eq!(hub.open("c", "source").unwrap_err(), HubError::TooManyChannels(2));
+    assert!(matches!(hub.open("../x", "source"), Err(HubError::InvalidName(_))));
+    assert!(matches!(hub.open("a", ""), Err(HubError::InvalidName(_))));
+    let names: Vec<_> = hub.renditions("a").iter().map(|r| r.name().to_owned()).collect();
+    assert_eq!(names, ["source", "low"]);
+    let mut channels = hub.channels();
+    channels.sort();
+    assert_eq!(channels, ["a", "b"]);
+    hub.remove_rendition("b", "source");
+    assert!(!hub.contains("b"));
+    hub.open("c", "source").unwrap();
+}
+
+#[tokio::test]
+async fn wait_for_wakes_on_change_and_times_out() {
+    let hub = Hub::new(WindowConfig::default());
+    let r = hub.open("a", "source").unwrap();
+    let mut versions = r.subscribe();
+    let waiter = tokio::spawn({
+        let r = r.clone();
+        async move { r.wait_for(Instant::now() + Duration::from_secs(10), |w| w.current_init_id()).await }
+    });
+    r.apply(init_event(), 0).unwrap();
+    let id = tokio::time::timeout(Duration::from_secs(2), waiter).await.unwrap().unwrap();
+    assert_eq!(id, r.read(|w| w.current_init_id()));
+    versions.changed().await.unwrap();
+    assert_eq!(*versions.borrow(), 1);
+
+    // Rejected events change nothing and notify nobody.
+    assert!(r.apply(MediaEvent::PartEnd { msn: 0, part: 0, duration: 1.0, ends_segment: true }, 0).is_err());
+    assert!(!versions.has_changed().unwrap());
+
+    let started = Instant::now();
+    let none = r.wait_for(Instant::now() + Duration::from_millis(50), |w| w.latest_msn()).await;
+    assert_eq!(none, None);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn remove_releases_waiters() {
+    let hub = Arc::new(Hub::new(WindowConfig::default()));
+    let r = hub.open("a", "source").unwrap();
+    let waiter = tokio::spawn({
+        let r = r.clone();
+        async move { r.wait_for(Instant::now() + Duration::from_secs(30), |w| w.latest_msn()).await }
+    });
+    tokio::task::yield_now().await;
+    hub.remove("a");
+    let got = tokio::time::timeout(Duration::from_secs(2), waiter).await.expect("released").unwrap();
+    assert_eq!(got, None);
+    assert!(r.is_closed());
+    assert!(hub.rendition("a", "source").is_none());
+}
+
+#[test]
+fn playlist_is_cached_per_version() {
+    let r = skyrelay_common::hub::Rendition::standalone("a", "source", WindowConfig::default());
+    assert!(r.media_playlist(None).is_none());
+    r.apply(init_event(), 0).unwrap();
+    r.apply(MediaEvent::Chunk { msn: 0, part: 0, independent: true, bytes: Bytes::from_static(b"x") }, 0)
+        .unwrap();
+    let a = r.media_playlist(None).unwrap();
+    let b = r.media_playlist(None).unwrap();
+    assert_eq!(a.as_ptr(), b.as_ptr(), "same version shares one text");
+    r.apply(MediaEvent::PartEnd { msn: 0, part: 0, duration: 0.3, ends_segment: false }, 0).unwrap();
+    let c = r.media_playlist(None).unwrap();
+    assert_ne!(a, c);
+    assert!(r.media_playlist(Some("token=x")).unwrap().len() > c.len());
+}
+
+#[tokio::test]
+async fn idle_channels_follow_touches() {
+    let hub = Hub::new(WindowConfig::default());
+    let r = hub.open("a", "source").unwrap();
+    hub.open("b", "source").unwrap();
+    let idle_since = hub.last_access("a").unwrap();
+    assert!(hub.idle_channels(Duration::from_secs(60)).is_empty());
+    let mut all = hub.idle_channels(Duration::ZERO);
+    all.sort();
+    assert_eq!(all, ["a", "b"]);
+    // Wait until the clock has moved on by a millisecond, then touch.
+    while idle_since.elapsed() < Duration::from_millis(2) {
+        tokio::task::yield_now().await;
+    }
+    r.touch();
+    assert!(hub.last_access("a").unwrap() > idle_since);
+}
