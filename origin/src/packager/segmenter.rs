@@ -236,11 +236,11 @@ impl Segmenter {
             size: f.size,
         };
         let ready = track.admit(s);
-        let (dts, estimate) = (track.min_next - 1, u64::from(track.last_duration));
+        let estimate = u64::from(track.last_duration);
         if let Some(r) = ready {
             self.emit_primary(r, false, ev, stats);
         }
-        self.boundary(key, dts, estimate, ev, stats);
+        self.boundary(key, estimate, ev, stats);
     }
 
     pub(crate) fn push_audio(
@@ -262,7 +262,7 @@ impl Segmenter {
         };
         let size = data.len() as u32;
         let ready = track.admit(Pending { dts, cts: 0, key: true, data, size });
-        let (dts, estimate) = (track.min_next - 1, u64::from(track.last_duration));
+        let estimate = u64::from(track.last_duration);
         let Some(r) = ready else { return };
         if self.video.is_some() {
             self.ready_audio_bytes += r.s.data.len();
@@ -274,15 +274,15 @@ impl Segmenter {
             }
         } else {
             self.emit_primary(r, false, ev, stats);
-            self.boundary(true, dts, estimate, ev, stats);
+            self.boundary(true, estimate, ev, stats);
         }
     }
 
-    /// Decides, as a primary sample at `dts` arrives, whether the open part/segment ends.
+    /// Decides, as a primary sample arrives (after its predecessor was written), whether
+    /// the open part or segment ends; `estimate` is the likely duration of the new sample.
     fn boundary(
         &mut self,
         key: bool,
-        _dts: u64,
         estimate: u64,
         ev: &mut VecDeque<MediaEvent>,
         stats: &mut PackagerStats,
