@@ -7,7 +7,7 @@ use relay_support::*;
 use skyrelay_common::relay::codec::ErrorCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parts_arrive_identical_and_chunk_by_chunk() {
+async fn relay_parts_arrive_identical_and_chunk_by_chunk() {
     let pki = pki();
     let origin = hub();
     let feed = Feeder::new(&origin, "ch1");
@@ -57,7 +57,7 @@ async fn parts_arrive_identical_and_chunk_by_chunk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_channel_is_not_found() {
+async fn relay_unknown_channel_is_not_found() {
     let pki = pki();
     let server = TestServer::start(hub(), &pki.server, None);
     let (client, _) = client(&pki, server.addr, hub());
@@ -66,7 +66,7 @@ async fn unknown_channel_is_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edge_to_edge_to_origin() {
+async fn relay_edge_to_edge_to_origin() {
     let pki = pki();
     let origin = hub();
     let feed = Feeder::new(&origin, "chain");

@@ -289,7 +289,9 @@ impl ConnTask {
                 });
             }
             _ => {
-                return Err(super::codec::CodecError::BadOrder("message not allowed from a subscriber").into());
+                return Err(
+                    super::codec::CodecError::BadOrder("message not allowed from a subscriber").into()
+                );
             }
         }
         Ok(())

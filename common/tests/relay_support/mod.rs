@@ -143,16 +143,24 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(hub: Arc<Hub>, id: &NodeIdentity, addr: Option<SocketAddr>) -> Self {
+        Self::try_start(hub, id, addr).unwrap()
+    }
+
+    pub fn try_start(
+        hub: Arc<Hub>,
+        id: &NodeIdentity,
+        addr: Option<SocketAddr>,
+    ) -> Result<Self, server::ServerError> {
         let cfg = RelayServerConfig { drain_timeout: Duration::from_millis(200), ..Default::default() };
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-        let endpoint = server::server_endpoint(bind, id, &cfg).unwrap();
+        let endpoint = server::server_endpoint(bind, id, &cfg)?;
         let addr = endpoint.local_addr().unwrap();
         let metrics = RelayServerMetrics::unregistered();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(endpoint, hub, cfg, metrics.clone(), async move {
             let _ = stopped.await;
         }));
-        TestServer { addr, metrics, stop: Some(stop), task: Some(task) }
+        Ok(TestServer { addr, metrics, stop: Some(stop), task: Some(task) })
     }
 
     /// Stops the server and waits until its socket is released.
