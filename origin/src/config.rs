@@ -142,19 +142,13 @@ impl Default for PackagerSettings {
 }
 
 /// The relay server edges subscribe to (QUIC, mutual TLS).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelaySettings {
     /// UDP address; unset disables the relay server.
     pub listen: Option<SocketAddr>,
     /// Directory holding `ca.pem`, `node.pem`, `node.key` (`skyrelay cluster-ca`).
     pub cert_dir: Option<PathBuf>,
-}
-
-impl Default for RelaySettings {
-    fn default() -> Self {
-        RelaySettings { listen: None, cert_dir: None }
-    }
 }
 
 /// A stream key and the channel it publishes to.
@@ -198,7 +192,10 @@ impl Validate for OriginConfig {
         check_range("packager.window_segments", self.packager.window_segments, 3, 1000)?;
         check_range("drain_seconds", self.drain_seconds, 0, 600)?;
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
-            return Err(ConfigError::invalid("http.tls_cert", "set both http.tls_cert and http.tls_key, or neither"));
+            return Err(ConfigError::invalid(
+                "http.tls_cert",
+                "set both http.tls_cert and http.tls_key, or neither",
+            ));
         }
         if self.relay.listen.is_some() && self.relay.cert_dir.is_none() {
             return Err(ConfigError::invalid(
@@ -208,7 +205,10 @@ impl Validate for OriginConfig {
         }
         for (i, entry) in self.keys.iter().enumerate() {
             if entry.key.len() < 8 {
-                return Err(ConfigError::invalid(format!("keys[{i}].key"), "a stream key needs at least 8 characters"));
+                return Err(ConfigError::invalid(
+                    format!("keys[{i}].key"),
+                    "a stream key needs at least 8 characters",
+                ));
             }
             if !valid_channel_name(&entry.channel) {
                 return Err(ConfigError::invalid(

@@ -202,7 +202,9 @@ impl<'a> Connection<'a> {
             }
             match event {
                 SessionEvent::Connected { app, .. } => debug!(%app, "rtmp connect"),
-                SessionEvent::PublishRequested { app, stream_key, .. } => self.on_publish(&app, &stream_key).await,
+                SessionEvent::PublishRequested { app, stream_key, .. } => {
+                    self.on_publish(&app, &stream_key).await
+                }
                 SessionEvent::Metadata(meta) => {
                     if let Some(p) = &self.publishing {
                         let (has_video, has_audio, bitrate) = metadata_hints(&meta);
@@ -233,7 +235,11 @@ impl<'a> Connection<'a> {
             return refuse(self, "already_publishing", "this connection is already publishing");
         }
         if app != "live" {
-            return refuse(self, "unknown_app", "unknown application: publish to rtmp://<host>/live/<stream key>");
+            return refuse(
+                self,
+                "unknown_app",
+                "unknown application: publish to rtmp://<host>/live/<stream key>",
+            );
         }
         // Some encoders append `?params` to the key.
         let key = stream_key.split('?').next().unwrap_or_default();
@@ -270,8 +276,11 @@ impl<'a> Connection<'a> {
         };
         let metrics = &self.ctx.metrics;
         let pushed = p.claim.packaging.with_packager(p.claim.id, |packager| {
-            let pushed =
-                if video { packager.push_video(timestamp, data) } else { packager.push_audio(timestamp, data) };
+            let pushed = if video {
+                packager.push_video(timestamp, data)
+            } else {
+                packager.push_audio(timestamp, data)
+            };
             apply_events(packager, &p.rendition, &p.claim.channel, metrics);
             pushed
         });
@@ -313,7 +322,7 @@ fn metadata_hints(meta: &StreamMetadata) -> (Option<bool>, Option<bool>, Option<
         (None, None)
     };
     let kbps = meta.videodatarate.unwrap_or(0.0) + meta.audiodatarate.unwrap_or(0.0);
-    let bitrate = (kbps.is_finite() && kbps > 0.0).then(|| (kbps * 1000.0) as u64);
+    let bitrate = (kbps.is_finite() && kbps > 0.0).then_some((kbps * 1000.0) as u64);
     (has_video, has_audio, bitrate)
 }
 

@@ -45,7 +45,10 @@ impl OriginMetrics {
                 &["channel"],
             )?,
             rtmp_errors: IntCounterVec::new(
-                Opts::new("skyrelay_origin_rtmp_errors_total", "RTMP connections closed on an error, by kind"),
+                Opts::new(
+                    "skyrelay_origin_rtmp_errors_total",
+                    "RTMP connections closed on an error, by kind",
+                ),
                 &["kind"],
             )?,
             publish_refused: IntCounterVec::new(

@@ -128,9 +128,13 @@ impl Publishers {
             return Err(ClaimError::TooManyPublishers(self.max_publishers));
         }
         let packaging = Arc::new(ChannelPackaging {
-            state: Mutex::new(PackagingState { packager: Packager::new(self.packager_cfg.clone()), owner: id }),
+            state: Mutex::new(PackagingState {
+                packager: Packager::new(self.packager_cfg.clone()),
+                owner: id,
+            }),
         });
-        let slot = Slot { packaging: packaging.clone(), live: Some((id, token.clone())), offline_since: None };
+        let slot =
+            Slot { packaging: packaging.clone(), live: Some((id, token.clone())), offline_since: None };
         slots.insert(channel.to_owned(), slot);
         Ok(Claim { id, channel: channel.to_owned(), packaging, replaced: token })
     }

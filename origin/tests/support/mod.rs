@@ -195,10 +195,11 @@ pub fn parse_media_playlist(text: &str) -> MediaPlaylist {
             p.discontinuities += 1;
         } else if line == "#EXT-X-ENDLIST" {
             p.ended = true;
-        } else if !line.starts_with('#') && !line.trim().is_empty() {
-            if let Some(d) = pending_duration.take() {
-                p.segments.push((d, line.trim().to_string()));
-            }
+        } else if !line.starts_with('#')
+            && !line.trim().is_empty()
+            && let Some(d) = pending_duration.take()
+        {
+            p.segments.push((d, line.trim().to_string()));
         }
     }
     p
