@@ -9,7 +9,7 @@
 //! - [`flv`]: FLV recording reader; [`rtmp`]: publishing client; [`publish`]: replay loop.
 //! - [`playlist`]: HLS playlist parsing; [`http`]: pooled client and scoped URLs;
 //!   [`viewer`]: LL-HLS and HLS players.
-//! - [`stats`]: histograms and counters; [`prom`]: Prometheus scraping;
+//! - [`stats`]: histograms and counters; [`summary`]: final numbers; [`prom`]: Prometheus scraping;
 //!   [`report`]: table and JSON; [`plot`]: SVG plot.
 //! - [`scenario`]: the TOML scenario and the run that ties everything together.
 
@@ -24,4 +24,5 @@ pub mod rtmp;
 pub mod scenario;
 pub mod sei;
 pub mod stats;
+pub mod summary;
 pub mod viewer;

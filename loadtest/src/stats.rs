@@ -3,6 +3,7 @@
 //! Viewers keep a small [`Recorder`] (a bounded batch of samples and counters) and flush it
 //! into their group's aggregate after each response; the aggregate holds HDR histograms
 //! (latency, startup) and a bounded latency timeline. [`LiveCounters`] feed the progress line.
+//! The final numbers are in [`crate::summary`].
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+
+pub use crate::summary::{Dist, GroupSummary, TimePoint};
 
 /// Largest latency or startup recorded (one hour, in microseconds); larger values saturate.
 const MAX_US: u64 = 3_600_000_000;
@@ -38,19 +40,20 @@ pub struct LiveCounters {
     pub tick_samples: AtomicU64,
 }
 
-#[derive(Debug)]
-struct Agg {
-    latency_us: Histogram<u64>,
-    startup_us: Histogram<u64>,
-    timeline: Vec<Option<Histogram<u32>>>,
-    stalls: u64,
-    stall_us: u64,
-    errors: BTreeMap<String, u64>,
-    requests: BTreeMap<&'static str, u64>,
-    bytes: u64,
-    negative: u64,
-    started: u64,
-    never_started: u64,
+#[derive(Debug, Clone)]
+pub(crate) struct Agg {
+    pub(crate) latency_us: Histogram<u64>,
+    pub(crate) startup_us: Histogram<u64>,
+    pub(crate) timeline: Vec<Option<Histogram<u32>>>,
+    pub(crate) stalls: u64,
+    pub(crate) stall_us: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) requests: BTreeMap<&'static str, u64>,
+    pub(crate) bytes: u64,
+    pub(crate) negative: u64,
+    pub(crate) backlog: u64,
+    pub(crate) started: u64,
+    pub(crate) never_started: u64,
 }
 
 fn hist_us() -> Histogram<u64> {
@@ -72,7 +75,7 @@ pub struct GroupStats {
     pub region: Option<String>,
     /// Viewers configured.
     pub viewers: usize,
-    agg: Mutex<Agg>,
+    pub(crate) agg: Mutex<Agg>,
 }
 
 /// The whole run's collector.
@@ -113,6 +116,7 @@ impl Collector {
                         requests: BTreeMap::new(),
                         bytes: 0,
                         negative: 0,
+                        backlog: 0,
                         started: 0,
                         never_started: 0,
                     }),
@@ -135,6 +139,9 @@ pub struct Recorder<'a> {
     group: usize,
     samples: Vec<(u32, u64)>,
     negative: u64,
+    backlog: u64,
+    /// Frames stamped before this unix time (µs) are backlog, not latency samples.
+    pub since_us: u64,
     bytes: u64,
     requests: Vec<(&'static str, u64)>,
     errors: Vec<(String, u64)>,
@@ -150,6 +157,8 @@ impl<'a> Recorder<'a> {
             group,
             samples: Vec::with_capacity(BATCH),
             negative: 0,
+            backlog: 0,
+            since_us: 0,
             bytes: 0,
             requests: Vec::new(),
             errors: Vec::new(),
@@ -167,12 +176,18 @@ impl<'a> Recorder<'a> {
         self.group
     }
 
-    /// Records a stamp received at `now_us` (unix µs), `at` (monotonic).
+    /// Records a stamp received at `now_us` (unix µs), `at` (monotonic). Frames stamped
+    /// before [`Recorder::since_us`] (the viewer joined after they were sent) only count as
+    /// backlog: their latency says when the viewer joined, not how fast media is delivered.
     pub fn stamp(&mut self, stamp_us: u64, now_us: u64, at: Instant) {
         if stamp_us <= self.last_stamp {
             return;
         }
         self.last_stamp = stamp_us;
+        if stamp_us < self.since_us {
+            self.backlog += 1;
+            return;
+        }
         let lat = match now_us.checked_sub(stamp_us) {
             Some(l) => l,
             None => {
@@ -255,6 +270,7 @@ impl<'a> Recorder<'a> {
             }
         }
         a.negative += std::mem::take(&mut self.negative);
+        a.backlog += std::mem::take(&mut self.backlog);
         a.bytes += std::mem::take(&mut self.bytes);
         for (k, n) in self.requests.drain(..) {
             *a.requests.entry(k).or_default() += n;
@@ -268,217 +284,6 @@ impl<'a> Recorder<'a> {
 impl Drop for Recorder<'_> {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-/// Percentiles of a distribution, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Dist {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Maximum.
-    pub max: f64,
-    /// Mean.
-    pub mean: f64,
-}
-
-impl Dist {
-    fn of_us(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |v: u64| v as f64 / 1000.0;
-        Self {
-            count: h.len(),
-            p50: ms(h.value_at_quantile(0.5)),
-            p90: ms(h.value_at_quantile(0.9)),
-            p99: ms(h.value_at_quantile(0.99)),
-            max: ms(h.max()),
-            mean: h.mean() / 1000.0,
-        }
-    }
-}
-
-/// One timeline bucket (latency in ms).
-#[derive(Debug, Clone, Serialize)]
-pub struct TimePoint {
-    /// Seconds since the run started (bucket start).
-    pub t: f64,
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Maximum.
-    pub max: f64,
-}
-
-/// Final numbers of one group.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupSummary {
-    /// Group name.
-    pub name: String,
-    /// Viewer mode.
-    pub mode: String,
-    /// Region label.
-    pub region: Option<String>,
-    /// Viewers configured.
-    pub viewers: usize,
-    /// Viewers that received media.
-    pub started: u64,
-    /// Viewers that never received media.
-    pub never_started: u64,
-    /// Frame latency (stamp to receipt).
-    pub latency_ms: Dist,
-    /// Startup time (first request to first media byte).
-    pub startup_ms: Dist,
-    /// Stalls (no new media for more than two target durations).
-    pub stalls: u64,
-    /// Total stalled time (s).
-    pub stall_s: f64,
-    /// Errors by kind.
-    pub errors: BTreeMap<String, u64>,
-    /// Requests by kind.
-    pub requests: BTreeMap<String, u64>,
-    /// Bytes received.
-    pub bytes: u64,
-    /// Stamps newer than the receive time (clock skew), counted as 0 ms.
-    pub negative_latency: u64,
-    /// Latency over time.
-    pub timeline: Vec<TimePoint>,
-    /// Latency distribution: (bucket upper bound ms, samples), for plots.
-    #[serde(skip)]
-    pub histogram: Vec<(f64, u64)>,
-}
-
-impl GroupSummary {
-    /// Total errors.
-    pub fn error_total(&self) -> u64 {
-        self.errors.values().sum()
-    }
-}
-
-impl Collector {
-    /// Summaries of all groups plus a merged `total` (first when there are several groups).
-    pub fn summaries(&self) -> Vec<GroupSummary> {
-        let mut out = Vec::new();
-        let mut total: Option<Agg> = None;
-        for g in &self.groups {
-            let Ok(a) = g.agg.lock() else { continue };
-            out.push(self.summarize(&g.name, &g.mode, g.region.clone(), g.viewers, &a));
-            match &mut total {
-                None => {
-                    total = Some(Agg {
-                        latency_us: a.latency_us.clone(),
-                        startup_us: a.startup_us.clone(),
-                        timeline: a.timeline.clone(),
-                        stalls: a.stalls,
-                        stall_us: a.stall_us,
-                        errors: a.errors.clone(),
-                        requests: a.requests.clone(),
-                        bytes: a.bytes,
-                        negative: a.negative,
-                        started: a.started,
-                        never_started: a.never_started,
-                    })
-                }
-                Some(t) => {
-                    let _ = t.latency_us.add(&a.latency_us);
-                    let _ = t.startup_us.add(&a.startup_us);
-                    if t.timeline.len() < a.timeline.len() {
-                        t.timeline.resize_with(a.timeline.len(), || None);
-                    }
-                    for (i, h) in a.timeline.iter().enumerate() {
-                        if let Some(h) = h {
-                            match &mut t.timeline[i] {
-                                Some(th) => {
-                                    let _ = th.add(h);
-                                }
-                                slot => *slot = Some(h.clone()),
-                            }
-                        }
-                    }
-                    t.stalls += a.stalls;
-                    t.stall_us += a.stall_us;
-                    for (k, v) in &a.errors {
-                        *t.errors.entry(k.clone()).or_default() += v;
-                    }
-                    for (k, v) in &a.requests {
-                        *t.requests.entry(k).or_default() += v;
-                    }
-                    t.bytes += a.bytes;
-                    t.negative += a.negative;
-                    t.started += a.started;
-                    t.never_started += a.never_started;
-                }
-            }
-        }
-        if out.len() > 1
-            && let Some(t) = total
-        {
-            let viewers = self.groups.iter().map(|g| g.viewers).sum();
-            let s = self.summarize("total", "mixed", None, viewers, &t);
-            out.insert(0, s);
-        }
-        out
-    }
-
-    fn summarize(
-        &self,
-        name: &str,
-        mode: &str,
-        region: Option<String>,
-        viewers: usize,
-        a: &Agg,
-    ) -> GroupSummary {
-        let width = self.bucket.as_secs_f64();
-        let timeline = a
-            .timeline
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| {
-                let h = h.as_ref()?;
-                Some(TimePoint {
-                    t: i as f64 * width,
-                    count: h.len(),
-                    p50: h.value_at_quantile(0.5) as f64,
-                    p99: h.value_at_quantile(0.99) as f64,
-                    max: h.max() as f64,
-                })
-            })
-            .collect();
-        let mut histogram = Vec::new();
-        if !a.latency_us.is_empty() {
-            let step = (a.latency_us.value_at_quantile(0.999) / 60).max(1000);
-            for v in a.latency_us.iter_linear(step) {
-                histogram.push((v.value_iterated_to() as f64 / 1000.0, v.count_since_last_iteration()));
-            }
-        }
-        GroupSummary {
-            name: name.to_owned(),
-            mode: mode.to_owned(),
-            region,
-            viewers,
-            started: a.started,
-            never_started: a.never_started,
-            latency_ms: Dist::of_us(&a.latency_us),
-            startup_ms: Dist::of_us(&a.startup_us),
-            stalls: a.stalls,
-            stall_s: a.stall_us as f64 / 1e6,
-            errors: a.errors.clone(),
-            requests: a.requests.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-            bytes: a.bytes,
-            negative_latency: a.negative,
-            timeline,
-            histogram,
-        }
     }
 }
 
@@ -520,5 +325,20 @@ mod tests {
         assert_eq!(s[0].latency_ms.count, 101);
         assert_eq!(a.timeline.len(), 1);
         assert!(!a.histogram.is_empty());
+    }
+
+    #[test]
+    fn frames_sent_before_the_viewer_joined_are_backlog() {
+        let c = Collector::new(vec![("a".into(), "hls".into(), None, 1)], Duration::from_secs(5));
+        {
+            let mut r = Recorder::new(&c, 0);
+            r.since_us = 10_000_000;
+            r.stamp(9_000_000, 11_000_000, Instant::now()); // 2 s old at join: backlog
+            r.stamp(10_500_000, 10_600_000, Instant::now());
+        }
+        let s = &c.summaries()[0];
+        assert_eq!(s.backlog_frames, 1);
+        assert_eq!(s.latency_ms.count, 1);
+        assert!((s.latency_ms.p50 - 100.0).abs() < 0.5);
     }
 }

@@ -225,6 +225,7 @@ async fn play(client: &HttpClient, spec: &ViewerSpec, sess: &mut Session<'_>) {
     // succeeds.
     let media_url = loop {
         sess.t0 = Instant::now();
+        sess.rec.since_us = unix_now_us();
         sess.rec.request("master");
         match media_url(client, &spec.url).await {
             Ok(u) => break u,
