@@ -206,3 +206,30 @@ fn same_input_same_events() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn live_window_accepts_the_event_stream() {
+    use skyrelay_common::window::{LiveWindow, WindowConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let a = read_flv(&ffmpeg_flv(dir.path(), "a.flv", "320x240", 5, true, true));
+    let mut p = Packager::new(config());
+    let mut events = Vec::new();
+    feed(&mut p, &a, 0, &mut events);
+    p.end_session();
+    p.start_session();
+    feed(&mut p, &a, 0, &mut events);
+    p.end_session();
+    drain(&mut p, &mut events);
+    let mut w = LiveWindow::new(WindowConfig {
+        part_target_ms: 333,
+        segment_target_ms: 2000,
+        ..WindowConfig::default()
+    });
+    for (i, e) in events.into_iter().enumerate() {
+        let desc = format!("{e:?}").chars().take(80).collect::<String>();
+        w.apply(e, 1_000 + i as u64).unwrap_or_else(|err| panic!("event {i} {desc}: {err}"));
+    }
+    let playlist = w.media_playlist(None).expect("a playlist");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    assert!(w.ended());
+}
