@@ -91,3 +91,20 @@ async fn relay_edge_to_edge_to_origin() {
     assert_same_parts(&origin.rendition("chain", "source").unwrap(), &local, 10..=11);
     assert!(edge_metrics.upstream_objects.get() >= 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_subscription_ends_when_upstream_removes_the_channel() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "gone");
+    feed.segment(0, 1);
+    let server = TestServer::start(origin.clone(), &pki.server, None);
+    let (client, metrics) = client(&pki, server.addr, hub());
+    let sub = client.subscribe("gone", "source").await.unwrap();
+    assert!(sub.is_active());
+    origin.remove("gone");
+    wait_until("subscription inactive", || !sub.is_active()).await;
+    assert_eq!(metrics.subscriptions.get(), 0);
+    // The connection stays up for other subscriptions.
+    assert!(client.is_connected());
+}

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quinn::{Endpoint, VarInt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::codec::ErrorCode;
 use super::metrics::RelayClientMetrics;
@@ -113,31 +113,27 @@ impl RelayError {
     }
 }
 
-pub(crate) enum Command {
-    Subscribe {
-        channel: String,
-        rendition: String,
-        reply: oneshot::Sender<Result<(u64, Arc<Rendition>), RelayError>>,
-    },
-    Unsubscribe {
-        id: u64,
-    },
+/// What the driver hands back for an accepted subscription.
+pub(crate) struct Accepted {
+    id: u64,
+    local: Arc<Rendition>,
+    active: Arc<AtomicBool>,
 }
 
-/// A connection to one upstream, shared by its subscriptions. Dropping it stops the driver
-/// (its subscriptions end; what they applied stays in the hub).
+pub(crate) enum Command {
+    Subscribe { channel: String, rendition: String, reply: oneshot::Sender<Result<Accepted, RelayError>> },
+    Unsubscribe { id: u64 },
+}
+
+/// A connection to one upstream, shared by its subscriptions. Dropping it stops the driver,
+/// which closes the connection (its subscriptions end; what they applied stays in the hub).
 #[derive(Debug)]
 pub struct RelayClient {
     cmd: mpsc::Sender<Command>,
     connected: Arc<AtomicBool>,
     request_timeout: Duration,
-    task: tokio::task::AbortHandle,
-}
-
-impl Drop for RelayClient {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Dropped with the client: tells the driver to stop.
+    _stop: watch::Sender<()>,
 }
 
 impl RelayClient {
@@ -171,9 +167,19 @@ impl RelayClient {
         let (cmd, cmd_rx) = mpsc::channel(64);
         let connected = Arc::new(AtomicBool::new(false));
         let request_timeout = cfg.request_timeout;
-        let d = driver::Driver::new(endpoint, client_config, cfg, hub, metrics, cmd_rx, connected.clone());
-        let task = tokio::spawn(d.run()).abort_handle();
-        Self { cmd, connected, request_timeout, task }
+        let (stop, stop_rx) = watch::channel(());
+        let d = driver::Driver::new(
+            endpoint,
+            client_config,
+            cfg,
+            hub,
+            metrics,
+            cmd_rx,
+            stop_rx,
+            connected.clone(),
+        );
+        tokio::spawn(d.run());
+        Self { cmd, connected, request_timeout, _stop: stop }
     }
 
     /// Whether a connection to the upstream is up now.
@@ -187,12 +193,12 @@ impl RelayClient {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Subscribe { channel: channel.into(), rendition: rendition.into(), reply };
         self.cmd.send(cmd).await.map_err(|_| RelayError::Stopped)?;
-        let (id, local) = match tokio::time::timeout(self.request_timeout, rx).await {
+        let Accepted { id, local, active } = match tokio::time::timeout(self.request_timeout, rx).await {
             Ok(Ok(r)) => r?,
             Ok(Err(_)) => return Err(RelayError::Stopped),
             Err(_) => return Err(RelayError::Timeout),
         };
-        Ok(Subscription { id, local, cmd: self.cmd.clone() })
+        Ok(Subscription { id, local, active, cmd: self.cmd.clone() })
     }
 }
 
@@ -201,6 +207,7 @@ impl RelayClient {
 pub struct Subscription {
     id: u64,
     local: Arc<Rendition>,
+    active: Arc<AtomicBool>,
     cmd: mpsc::Sender<Command>,
 }
 
@@ -213,6 +220,12 @@ impl Subscription {
     /// The local hub rendition the subscription fills.
     pub fn rendition(&self) -> &Arc<Rendition> {
         &self.local
+    }
+
+    /// False once the upstream ended the subscription with an error (for example the
+    /// rendition was removed there) or the client stopped; the caller may subscribe again.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Stops the subscription.

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::BytesMut;
 use quinn::{Connection, Endpoint, SendStream, VarInt};
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::streams::{self, Event};
-use super::{Command, RelayClientConfig, RelayError};
+use super::{Accepted, Command, RelayClientConfig, RelayError};
 use crate::hub::{Hub, Rendition};
 use crate::relay::assembler::{Action, Assembler};
 use crate::relay::codec::{CloseCode, CodecError, ControlMessage, Start};
@@ -23,7 +23,7 @@ use crate::relay::metrics::RelayClientMetrics;
 /// Segments fetched at most for one gap; a larger gap is given up.
 const MAX_GAP_FETCH: u64 = 4;
 
-type Reply = oneshot::Sender<Result<(u64, Arc<Rendition>), RelayError>>;
+type Reply = oneshot::Sender<Result<Accepted, RelayError>>;
 
 struct Sub {
     channel: String,
@@ -32,6 +32,13 @@ struct Sub {
     asm: Assembler,
     reply: Option<Reply>,
     fetching: HashSet<u64>,
+    active: Arc<AtomicBool>,
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        self.active.store(false, Ordering::Relaxed);
+    }
 }
 
 pub(super) struct Driver {
@@ -41,6 +48,7 @@ pub(super) struct Driver {
     hub: Arc<Hub>,
     metrics: RelayClientMetrics,
     cmd_rx: mpsc::Receiver<Command>,
+    stop: watch::Receiver<()>,
     connected: Arc<AtomicBool>,
     subs: HashMap<u64, Sub>,
     /// Fetch request id -> (subscription, msn).
@@ -67,6 +75,7 @@ impl Driver {
         hub: Arc<Hub>,
         metrics: RelayClientMetrics,
         cmd_rx: mpsc::Receiver<Command>,
+        stop: watch::Receiver<()>,
         connected: Arc<AtomicBool>,
     ) -> Self {
         Self {
@@ -76,6 +85,7 @@ impl Driver {
             hub,
             metrics,
             cmd_rx,
+            stop,
             connected,
             subs: HashMap::new(),
             fetches: HashMap::new(),
@@ -114,6 +124,7 @@ impl Driver {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
+                    _ = self.stop.changed() => { self.stopped = true; break; }
                     c = self.cmd_rx.recv() => match c {
                         Some(c) => { let _ = self.command(c, None).await; }
                         None => { self.stopped = true; break; }
@@ -137,7 +148,14 @@ impl Driver {
                 return None;
             }
         };
-        match tokio::time::timeout(self.cfg.connect_timeout, connecting).await {
+        let attempt = tokio::select! {
+            r = tokio::time::timeout(self.cfg.connect_timeout, connecting) => r,
+            _ = self.stop.changed() => {
+                self.stopped = true;
+                return None;
+            }
+        };
+        match attempt {
             Ok(Ok(conn)) => Some(conn),
             Ok(Err(e)) => {
                 info!(upstream = %addr, error = %e, "relay connect failed");
@@ -169,6 +187,10 @@ impl Driver {
         let mut buf = BytesMut::new();
         while ok {
             let step: Result<(), Broken> = tokio::select! {
+                _ = self.stop.changed() => {
+                    self.stopped = true;
+                    Err(Broken)
+                }
                 c = self.cmd_rx.recv() => match c {
                     Some(c) => self.command(c, Some(&mut send)).await,
                     None => {
@@ -247,8 +269,9 @@ impl Driver {
                 }
                 let id = self.next_id;
                 self.next_id += 1;
-                let sub =
-                    Sub { channel, rendition, local, asm, reply: Some(reply), fetching: HashSet::new() };
+                let active = Arc::new(AtomicBool::new(true));
+                let fetching = HashSet::new();
+                let sub = Sub { channel, rendition, local, asm, reply: Some(reply), fetching, active };
                 self.subs.insert(id, sub);
                 self.metrics.subscriptions.inc();
                 if let Some(send) = send {
@@ -282,8 +305,9 @@ impl Driver {
                 }
                 sub.asm.on_start(latest.map(|_| start_msn), &mut out);
                 apply(sub, out);
+                let accepted = Accepted { id, local: sub.local.clone(), active: sub.active.clone() };
                 if let Some(reply) = sub.reply.take()
-                    && reply.send(Ok((id, sub.local.clone()))).is_err()
+                    && reply.send(Ok(accepted)).is_err()
                 {
                     // The caller gave up waiting.
                     self.subs.remove(&id);

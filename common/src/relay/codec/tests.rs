@@ -2,6 +2,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::*;
+use crate::media::RenditionInfo;
 
 fn info() -> RenditionInfo {
     RenditionInfo {
