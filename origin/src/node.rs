@@ -9,6 +9,9 @@ use prometheus::Registry;
 use skyrelay_common::admin::{self, Admin};
 use skyrelay_common::delivery::{self, Delivery, DeliveryConfig};
 use skyrelay_common::hub::Hub;
+use skyrelay_common::relay::metrics::RelayServerMetrics;
+use skyrelay_common::relay::server::{self as relay_server, RelayServerConfig};
+use skyrelay_common::relay::tls::NodeIdentity;
 use skyrelay_common::window::WindowConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +47,8 @@ pub struct OriginNode {
     pub rtmp_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The relay listener (UDP), when `relay.listen` is set.
+    pub relay_addr: Option<SocketAddr>,
     pub hub: Arc<Hub>,
     pub registry: Registry,
     drain: Duration,
@@ -76,7 +81,12 @@ impl OriginNode {
         let http_addr = addr(&http, "http.listen", cfg.http.listen)?;
         let admin_addr = addr(&admin_listener, "admin.listen", cfg.admin.listen)?;
 
-        let window = WindowConfig { max_segments: cfg.packager.window_segments, ..WindowConfig::default() };
+        let window = WindowConfig {
+            max_segments: cfg.packager.window_segments,
+            part_target_ms: cfg.packager.part_target_ms.into(),
+            segment_target_ms: cfg.packager.segment_target_ms.into(),
+            ..WindowConfig::default()
+        };
         let hub = Arc::new(Hub::new(window));
         let packager = PackagerConfig {
             part_target_ms: cfg.packager.part_target_ms,
@@ -108,16 +118,40 @@ impl OriginNode {
         let token = shutdown.clone();
         tasks.spawn(delivery::serve(http, tls, delivery, async move { token.cancelled().await }));
 
+        let relay_addr = match (&cfg.relay.listen, &cfg.relay.cert_dir) {
+            (Some(addr), Some(dir)) => {
+                let identity = NodeIdentity::load(dir).map_err(|e| {
+                    OriginError::Tls(format!("relay.cert_dir {}: {e} (create it with `skyrelay cluster-ca issue`)", dir.display()))
+                })?;
+                let relay_cfg = RelayServerConfig::default();
+                let endpoint = relay_server::server_endpoint(*addr, &identity, &relay_cfg).map_err(|e| {
+                    OriginError::Bind { key: "relay.listen", addr: *addr, source: std::io::Error::other(e.to_string()) }
+                })?;
+                let bound = endpoint
+                    .local_addr()
+                    .map_err(|source| OriginError::Bind { key: "relay.listen", addr: *addr, source })?;
+                let metrics = RelayServerMetrics::new(&registry, "skyrelay_origin")?;
+                let token = shutdown.clone();
+                tasks.spawn(relay_server::serve(endpoint, hub.clone(), relay_cfg, metrics, async move {
+                    token.cancelled().await
+                }));
+                Some(bound)
+            }
+            _ => None,
+        };
+
         let admin = Admin::new(registry.clone());
         admin.set_ready(true);
         let token = shutdown.clone();
         tasks.spawn(admin::serve(admin_listener, admin, async move { token.cancelled().await }));
 
-        info!(rtmp = %rtmp_addr, http = %http_addr, admin = %admin_addr, node = %cfg.node_name, "origin ready");
+        info!(rtmp = %rtmp_addr, http = %http_addr, admin = %admin_addr, relay = ?relay_addr, node = %cfg.node_name,
+              "origin ready");
         Ok(OriginNode {
             rtmp_addr,
             http_addr,
             admin_addr,
+            relay_addr,
             hub,
             registry,
             drain: Duration::from_secs(cfg.drain_seconds),
