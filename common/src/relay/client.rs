@@ -168,16 +168,8 @@ impl RelayClient {
         let connected = Arc::new(AtomicBool::new(false));
         let request_timeout = cfg.request_timeout;
         let (stop, stop_rx) = watch::channel(());
-        let d = driver::Driver::new(
-            endpoint,
-            client_config,
-            cfg,
-            hub,
-            metrics,
-            cmd_rx,
-            stop_rx,
-            connected.clone(),
-        );
+        let links = driver::Links { cmd_rx, stop: stop_rx, connected: connected.clone() };
+        let d = driver::Driver::new(endpoint, client_config, cfg, hub, metrics, links);
         tokio::spawn(d.run());
         Self { cmd, connected, request_timeout, _stop: stop }
     }

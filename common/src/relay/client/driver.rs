@@ -41,6 +41,14 @@ impl Drop for Sub {
     }
 }
 
+/// How the driver talks with its [`RelayClient`](super::RelayClient) and subscriptions.
+pub(super) struct Links {
+    pub(super) cmd_rx: mpsc::Receiver<Command>,
+    /// Changes (closes) when the client is dropped.
+    pub(super) stop: watch::Receiver<()>,
+    pub(super) connected: Arc<AtomicBool>,
+}
+
 pub(super) struct Driver {
     endpoint: Endpoint,
     client_config: quinn::ClientConfig,
@@ -74,10 +82,9 @@ impl Driver {
         cfg: RelayClientConfig,
         hub: Arc<Hub>,
         metrics: RelayClientMetrics,
-        cmd_rx: mpsc::Receiver<Command>,
-        stop: watch::Receiver<()>,
-        connected: Arc<AtomicBool>,
+        links: Links,
     ) -> Self {
+        let Links { cmd_rx, stop, connected } = links;
         Self {
             endpoint,
             client_config,
