@@ -108,3 +108,71 @@ async fn relay_subscription_ends_when_upstream_removes_the_channel() {
     // The connection stays up for other subscriptions.
     assert!(client.is_connected());
 }
+
+/// A shield edge that subscribes upstream when a lower-tier edge asks for a channel it does
+/// not carry yet.
+struct OnDemand {
+    hub: std::sync::Arc<skyrelay_common::hub::Hub>,
+    upstream: skyrelay_common::relay::client::RelayClient,
+    subs: std::sync::Mutex<Vec<skyrelay_common::relay::client::Subscription>>,
+}
+
+impl skyrelay_common::relay::server::RenditionSource for OnDemand {
+    fn find<'a>(
+        &'a self,
+        channel: &'a str,
+        rendition: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<std::sync::Arc<skyrelay_common::hub::Rendition>, ErrorCode>>
+    {
+        Box::pin(async move {
+            if let Some(r) = self.hub.rendition(channel, rendition) {
+                return Ok(r);
+            }
+            let sub = self
+                .upstream
+                .subscribe(channel, rendition)
+                .await
+                .map_err(|e| e.code().unwrap_or(ErrorCode::Internal))?;
+            let r = sub.rendition().clone();
+            self.subs.lock().unwrap().push(sub);
+            Ok(r)
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_shield_subscribes_upstream_on_demand() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "live");
+    feed.segment(0, 2);
+    let origin_server = TestServer::start(origin.clone(), &pki.server, None);
+
+    let shield_hub = hub();
+    let (upstream, _) = client(&pki, origin_server.addr, shield_hub.clone());
+    let source =
+        std::sync::Arc::new(OnDemand { hub: shield_hub.clone(), upstream, subs: Default::default() });
+    let cfg = skyrelay_common::relay::server::RelayServerConfig::default();
+    let ep =
+        skyrelay_common::relay::server::server_endpoint("127.0.0.1:0".parse().unwrap(), &pki.server, &cfg)
+            .unwrap();
+    let shield_addr = ep.local_addr().unwrap();
+    let metrics = skyrelay_common::relay::metrics::RelayServerMetrics::unregistered();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shield =
+        tokio::spawn(skyrelay_common::relay::server::serve_source(ep, source, cfg, metrics, async move {
+            let _ = stopped.await;
+        }));
+
+    let edge = hub();
+    let (edge_client, _) = client(&pki, shield_addr, edge.clone());
+    let sub = edge_client.subscribe("live", "source").await.unwrap();
+    assert!(
+        edge_client.subscribe("missing", "source").await.unwrap_err().code() == Some(ErrorCode::NotFound)
+    );
+    feed.segment(1, 2);
+    wait_window(sub.rendition(), "segment 1 through the shield", |w| w.segment(1)).await;
+    assert_same_parts(&origin.rendition("live", "source").unwrap(), sub.rendition(), 1..=1);
+    let _ = stop.send(());
+    tokio::time::timeout(DEADLINE, shield).await.unwrap().unwrap();
+}

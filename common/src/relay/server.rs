@@ -4,6 +4,8 @@
 //! subscription follows its rendition's window and opens a stream per part
 //! (`server/push.rs`); a writer task owns the control stream's send half, fed by a bounded
 //! queue. A malformed frame closes that connection with an error code and nothing else.
+//! Renditions come from a [`RenditionSource`] (a [`Hub`], or a wrapper that subscribes
+//! upstream on demand).
 
 mod push;
 
@@ -15,6 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::BoxFuture;
 use quinn::{Connection, Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
@@ -24,7 +27,7 @@ use super::codec::{CloseCode, ControlMessage, ErrorCode, InitSegment, Position, 
 use super::io::{self, StreamError};
 use super::metrics::RelayServerMetrics;
 use super::tls::{self, NodeIdentity, TlsError};
-use crate::hub::Hub;
+use crate::hub::{Hub, Rendition};
 
 /// Limits and timers of a relay server (`docs/protocol.md`, section 7).
 #[derive(Debug, Clone)]
@@ -100,8 +103,30 @@ pub fn server_endpoint(
     Endpoint::server(sc, addr).map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// Where a relay server finds the rendition a subscriber asks for. A [`Hub`] answers from
+/// what it holds; an edge can wrap its hub to subscribe upstream first when a lower-tier
+/// edge asks for a channel it does not carry yet (edge → edge → origin).
+pub trait RenditionSource: Send + Sync + 'static {
+    /// The rendition, or the error code to answer with. May wait (bounded) for it.
+    fn find<'a>(
+        &'a self,
+        channel: &'a str,
+        rendition: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Rendition>, ErrorCode>>;
+}
+
+impl RenditionSource for Hub {
+    fn find<'a>(
+        &'a self,
+        channel: &'a str,
+        rendition: &'a str,
+    ) -> BoxFuture<'a, Result<Arc<Rendition>, ErrorCode>> {
+        Box::pin(std::future::ready(self.rendition(channel, rendition).ok_or(ErrorCode::NotFound)))
+    }
+}
+
 pub(crate) struct Shared {
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) source: Arc<dyn RenditionSource>,
     pub(crate) cfg: RelayServerConfig,
     pub(crate) metrics: RelayServerMetrics,
 }
@@ -115,9 +140,20 @@ pub async fn serve(
     metrics: RelayServerMetrics,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_source(endpoint, hub, cfg, metrics, shutdown).await
+}
+
+/// [`serve`] with renditions found through a [`RenditionSource`].
+pub async fn serve_source(
+    endpoint: Endpoint,
+    source: Arc<dyn RenditionSource>,
+    cfg: RelayServerConfig,
+    metrics: RelayServerMetrics,
+    shutdown: impl Future<Output = ()>,
+) {
     let permits = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let drain = cfg.drain_timeout;
-    let shared = Arc::new(Shared { hub, cfg, metrics });
+    let shared = Arc::new(Shared { source, cfg, metrics });
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -177,7 +213,7 @@ struct ConnTask {
     shared: Arc<Shared>,
     /// Stream priorities grow with every part stream opened on the connection.
     prio: Arc<AtomicU64>,
-    subs: HashMap<u64, (AbortHandle, Arc<crate::hub::Rendition>)>,
+    subs: HashMap<u64, (AbortHandle, Arc<Rendition>)>,
     tasks: JoinSet<u64>,
     fetches: Arc<Semaphore>,
 }
@@ -245,9 +281,9 @@ impl ConnTask {
                 } else if self.subs.len() >= self.shared.cfg.max_subscriptions_per_conn {
                     Some(error(id, ErrorCode::Overloaded, "too many subscriptions"))
                 } else {
-                    match self.shared.hub.rendition(&channel, &rendition) {
-                        None => Some(error(id, ErrorCode::NotFound, "no such channel or rendition")),
-                        Some(r) => {
+                    match self.shared.source.find(&channel, &rendition).await {
+                        Err(code) => Some(error(id, code, "no such channel or rendition")),
+                        Ok(r) => {
                             self.subscribe(id, r, start, ctl).await;
                             None
                         }
@@ -300,7 +336,7 @@ impl ConnTask {
     async fn subscribe(
         &mut self,
         id: u64,
-        rendition: Arc<crate::hub::Rendition>,
+        rendition: Arc<Rendition>,
         start: Start,
         ctl: &mpsc::Sender<ControlMessage>,
     ) {
