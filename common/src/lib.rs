@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod cpapi;
 pub mod delivery;
 pub mod http_tls;
 pub mod hub;

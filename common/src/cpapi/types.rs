@@ -1,0 +1,179 @@
+//! Request and response bodies of the control-plane API (JSON). The control plane and the
+//! nodes both use these, so the two sides cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// The body of every error response: `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Origin,
+    Edge,
+}
+
+impl NodeRole {
+    /// The lowercase name used on the wire, in the store and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Origin => "origin",
+            NodeRole::Edge => "edge",
+        }
+    }
+}
+
+/// `POST /v1/nodes`: a node announces itself (again after every restart).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterNode {
+    /// Unique, stable node name (`[a-z0-9._-]`, 1–64 characters).
+    pub name: String,
+    pub role: NodeRole,
+    pub region: String,
+    /// Base URL viewers (edges) or edges (origins) fetch HLS from, e.g. `http://10.0.0.5:8080`.
+    pub public_url: String,
+    /// Origins: the RTMP ingest base URL streamers publish to, e.g. `rtmp://10.0.0.5:1935/live`.
+    #[serde(default)]
+    pub rtmp_url: Option<String>,
+    /// The QUIC relay address (`host:port`) other nodes subscribe to.
+    #[serde(default)]
+    pub relay_addr: Option<String>,
+}
+
+/// Answer to [`RegisterNode`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeRegistered {
+    pub name: String,
+    /// How often the node should heartbeat.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// `POST /v1/nodes/{name}/heartbeat`: the node's current load.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[serde(default)]
+    pub viewers: u64,
+    #[serde(default)]
+    pub egress_bps: u64,
+    /// CPU use, 0.0–1.0 per core summed (so up to the number of cores).
+    #[serde(default)]
+    pub cpu: f64,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    /// False when the control plane does not know the node (e.g. its store was reset):
+    /// the node should register again.
+    pub known: bool,
+}
+
+/// `POST /v1/publish/authorize`: an origin asks who owns a stream key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizePublish {
+    pub stream_key: String,
+    /// The asking origin's node name.
+    pub node: String,
+}
+
+/// Answer to [`AuthorizePublish`]: the channel and its policy. The origin caches it for the
+/// whole publishing session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublishGrant {
+    pub channel: String,
+    pub private: bool,
+    pub recording: bool,
+}
+
+/// `POST /v1/live` and `POST /v1/live/ended`: an origin reports a channel's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LiveReport {
+    pub channel: String,
+    pub node: String,
+}
+
+/// A node as other nodes need to reach it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeAddress {
+    pub name: String,
+    pub region: String,
+    pub public_url: String,
+    pub relay_addr: Option<String>,
+    pub healthy: bool,
+}
+
+/// `GET /v1/channels/{name}/where?version=V&wait=MS`: where a channel is live. With `wait`,
+/// the answer is held until the version differs from `version` or the wait ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WhereIsChannel {
+    pub channel: String,
+    /// The origin carrying the channel; `None` while it is not live.
+    pub origin: Option<NodeAddress>,
+    /// Bumps on every change of this channel's live state.
+    pub version: u64,
+}
+
+/// One public key of the playback-token key set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublicKey {
+    pub kid: String,
+    /// Always `OKP` (JWK key type of Ed25519).
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// Always `EdDSA`.
+    pub alg: String,
+    /// The 32-byte public key, base64url without padding.
+    pub x: String,
+    /// Unix seconds after which tokens signed by this key are refused (a rotated-out key's
+    /// grace period end); `None` for current keys.
+    pub not_after: Option<i64>,
+}
+
+/// A per-channel revocation: tokens of `channel` issued before `not_before` are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Revocation {
+    pub channel: String,
+    /// Unix seconds.
+    pub not_before: i64,
+}
+
+/// `GET /v1/keys`: the JWKS-style key set edges verify playback tokens with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeySet {
+    pub keys: Vec<PublicKey>,
+    pub revocations: Vec<Revocation>,
+    /// How often edges should fetch the set again.
+    pub refresh_secs: u64,
+}
+
+/// `GET /v1/route/ingest`: where a streamer should publish.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IngestRoute {
+    /// The RTMP base URL; publish to `{url}/{stream key}`.
+    pub url: String,
+    pub node: String,
+    pub region: String,
+}
+
+/// `GET /v1/route/play/{channel}`: where a viewer should play a channel.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlayRoute {
+    pub channel: String,
+    /// The master playlist URL on the chosen edge, with `?token=` for private channels.
+    pub url: String,
+    pub edge: String,
+    pub region: String,
+    /// The playback token (private channels only).
+    pub token: Option<String>,
+    /// Unix seconds; the token's expiry.
+    pub expires_at: Option<i64>,
+}
