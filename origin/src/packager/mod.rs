@@ -78,7 +78,7 @@ impl Default for PackagerConfig {
             rendition: "source".to_owned(),
             part_target_ms: 333,
             segment_target_ms: 2000,
-            max_pending_bytes: 32 * 1024 * 1024,
+            max_pending_bytes: 8 * 1024 * 1024,
         }
     }
 }
