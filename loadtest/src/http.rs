@@ -38,6 +38,9 @@ pub enum FetchError {
     /// A playlist exceeded [`MAX_PLAYLIST`].
     #[error("body too large")]
     TooLarge,
+    /// A playlist could not be parsed.
+    #[error("bad playlist from `{0}`")]
+    BadPlaylist(String),
 }
 
 impl FetchError {
@@ -50,6 +53,7 @@ impl FetchError {
             FetchError::Timeout => "timeout".into(),
             FetchError::Http(_) => "connection".into(),
             FetchError::TooLarge => "too_large".into(),
+            FetchError::BadPlaylist(_) => "bad_playlist".into(),
         }
     }
 }

@@ -67,6 +67,9 @@ enum Command {
         /// Use HTTP/2 with prior knowledge.
         #[arg(long)]
         http2: bool,
+        /// With --http2: viewers sharing one connection.
+        #[arg(long, default_value_t = 50)]
+        viewers_per_connection: usize,
     },
     /// Run a TOML scenario (publishers, viewer groups, metrics).
     Scenario {
@@ -93,15 +96,17 @@ fn main() -> anyhow::Result<()> {
             warmup_s: Some(0),
             ramp_up_s: 0,
             http2: false,
+            http2_viewers_per_connection: 50,
             publishers: vec![PublisherGroup { url, count, file }],
             viewers: Vec::new(),
             metrics: Vec::new(),
         },
-        Command::Play { urls, viewers, mode, duration, ramp_up, http2 } => Scenario {
+        Command::Play { urls, viewers, mode, duration, ramp_up, http2, viewers_per_connection } => Scenario {
             duration_s: duration,
             warmup_s: Some(0),
             ramp_up_s: ramp_up,
             http2,
+            http2_viewers_per_connection: viewers_per_connection,
             publishers: Vec::new(),
             viewers: urls
                 .into_iter()

@@ -6,6 +6,7 @@
 //! warmup_s = 3         # publishers only (default 3 when there are publishers)
 //! ramp_up_s = 10       # viewers start evenly over this time
 //! http2 = false        # HTTP/2 prior knowledge instead of HTTP/1.1
+//! http2_viewers_per_connection = 50
 //!
 //! [[publishers]]
 //! url = "rtmp://127.0.0.1:1935/live/bench{i}"   # {i}: publisher index
@@ -69,6 +70,10 @@ pub struct Scenario {
     /// Use HTTP/2 with prior knowledge.
     #[serde(default)]
     pub http2: bool,
+    /// With HTTP/2: viewers sharing one connection (each group of viewers gets its own
+    /// client pool, so streams per connection stay under the server's limit).
+    #[serde(default = "default_per_connection")]
+    pub http2_viewers_per_connection: usize,
     /// Publisher groups.
     #[serde(default)]
     pub publishers: Vec<PublisherGroup>,
@@ -82,6 +87,10 @@ pub struct Scenario {
 
 fn default_duration() -> u64 {
     30
+}
+
+fn default_per_connection() -> usize {
+    50
 }
 
 fn default_count() -> usize {
@@ -149,6 +158,7 @@ impl Validate for Scenario {
         check_range("duration_s", self.duration_s, 1, 86_400)?;
         check_range("ramp_up_s", self.ramp_up_s, 0, self.duration_s)?;
         check_range("warmup_s", self.warmup_s.unwrap_or(0), 0, 600)?;
+        check_range("http2_viewers_per_connection", self.http2_viewers_per_connection, 1, 10_000)?;
         let viewers: usize = self.viewers.iter().map(|v| v.count).sum();
         check_range("viewers.count (total)", viewers, 0, MAX_VIEWERS)?;
         let publishers: usize = self.publishers.iter().map(|p| p.count).sum();
@@ -232,11 +242,22 @@ async fn scrape_all(
 }
 
 fn client_for(clients: &mut HashMap<String, HttpClient>, url: &str, http2: bool) -> HttpClient {
-    let key = url
+    client_for_slot(clients, url, http2, 0)
+}
+
+/// The pooled client for a target authority (and, with HTTP/2, a connection slot).
+fn client_for_slot(
+    clients: &mut HashMap<String, HttpClient>,
+    url: &str,
+    http2: bool,
+    slot: usize,
+) -> HttpClient {
+    let authority = url
         .parse::<::http::Uri>()
         .ok()
         .and_then(|u| u.authority().map(|a| a.to_string()))
         .unwrap_or_default();
+    let key = format!("{authority}#{slot}");
     clients.entry(key).or_insert_with(|| http::client(http2)).clone()
 }
 
@@ -300,8 +321,9 @@ pub async fn run(s: &Scenario, opts: RunOptions, cancel: CancellationToken) -> R
     let ramp = Duration::from_secs(s.ramp_up_s);
     let mut k = 0usize;
     for (gi, v) in s.viewers.iter().enumerate() {
-        let client = client_for(&mut clients, &v.url, s.http2);
-        for _ in 0..v.count {
+        for n in 0..v.count {
+            let slot = if s.http2 { n / s.http2_viewers_per_connection } else { 0 };
+            let client = client_for_slot(&mut clients, &v.url, s.http2, slot);
             let at = t0 + warmup + ramp.mul_f64(k as f64 / total_viewers.max(1) as f64);
             k += 1;
             let spec = ViewerSpec { url: v.url.clone(), mode: v.mode, group: gi };

@@ -134,7 +134,7 @@ impl Ctx<'_> {
         sess.rec.request(if blocking { "playlist_blocking" } else { "playlist" });
         let text = http::get_text(self.client, &url, timeout).await?;
         sess.rec.bytes(text.len());
-        let pl = MediaPlaylist::parse(&text).map_err(|_| FetchError::BadUrl(url))?;
+        let pl = MediaPlaylist::parse(&text).map_err(|_| FetchError::BadPlaylist(url))?;
         sess.stall_after = Duration::from_secs_f64(pl.target_duration.clamp(0.1, 60.0) * 2.0);
         Ok(pl)
     }
@@ -191,7 +191,7 @@ async fn media_url(client: &HttpClient, url: &str) -> Result<String, FetchError>
     if playlist::is_media_playlist(&text) {
         return Ok(url.to_owned());
     }
-    let variant = playlist::first_variant(&text).map_err(|_| FetchError::BadUrl(url.to_owned()))?;
+    let variant = playlist::first_variant(&text).map_err(|_| FetchError::BadPlaylist(url.to_owned()))?;
     http::resolve(url, variant)
 }
 
@@ -261,8 +261,13 @@ async fn play_ll(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: MediaPlaylis
     let target = Duration::from_secs_f64(pl.target_duration.clamp(0.1, 60.0));
     let wait_timeout = target * 3 + Duration::from_secs(2);
     let mut want = pl.live_start().unwrap_or((pl.media_sequence, 0));
+    let mut last_wait = None;
     loop {
-        let next = match pl.resolve(want) {
+        let resolved = pl.resolve(want);
+        if !matches!(resolved, Resolved::Wait(_)) {
+            last_wait = None;
+        }
+        let next = match resolved {
             Resolved::Part(pos, part) => {
                 let uri = part.uri.clone();
                 if let Err(e) = ctx.media(sess, "part", &uri, wait_timeout).await {
@@ -297,9 +302,11 @@ async fn play_ll(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: MediaPlaylis
                 reload
             }
             Resolved::Wait(pos) => {
-                if !pl.can_block_reload {
+                // A server that cannot block (or answered early twice) is polled instead.
+                if !pl.can_block_reload || last_wait == Some(pos) {
                     tokio::time::sleep(part_target).await;
                 }
+                last_wait = Some(pos);
                 let query = format!("_HLS_msn={}&_HLS_part={}", pos.0, pos.1);
                 ctx.playlist(sess, Some(query), wait_timeout).await
             }

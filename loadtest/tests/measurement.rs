@@ -188,6 +188,7 @@ async fn measure(mode: Mode, http2: bool) -> skyrelay_loadtest::stats::GroupSumm
         warmup_s: Some(0),
         ramp_up_s: 0,
         http2,
+        http2_viewers_per_connection: 5,
         publishers: Vec::new(),
         viewers: vec![ViewerGroup {
             name: Some("synthetic".into()),

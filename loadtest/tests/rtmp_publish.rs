@@ -138,6 +138,7 @@ async fn publishers_send_stamped_frames_with_looped_timestamps() {
         warmup_s: Some(0),
         ramp_up_s: 0,
         http2: false,
+        http2_viewers_per_connection: 50,
         publishers: vec![PublisherGroup { url: format!("rtmp://{addr}/live/k{{i}}"), count: 2, file }],
         viewers: Vec::new(),
         metrics: Vec::new(),
