@@ -58,3 +58,33 @@ async fn relay_reconnects_and_resumes_after_server_restart() {
     assert_eq!(local.read(|w| w.segment(1)).unwrap().part_count, 3);
     assert_eq!(metrics.subscriptions.get(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_follows_an_upstream_that_restarted_further_on() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "ch");
+    feed.segment(0, 2);
+    feed.part(1, 0, 1, false);
+    let server = TestServer::start(origin.clone(), &pki.server, None);
+    let addr = server.addr;
+    let (client, _) = client(&pki, addr, hub());
+    let sub = client.subscribe("ch", "source").await.unwrap();
+    let local = sub.rendition().clone();
+    wait_window(&local, "part 1.0", |w| w.part(1, 0).filter(|p| p.complete)).await;
+    server.stop().await;
+    wait_until("client notices the loss", || !client.is_connected()).await;
+
+    // A new upstream whose window starts later (segment 1 is gone for good).
+    let origin2 = hub();
+    let feed2 = Feeder::new(&origin2, "ch");
+    feed2.segment(7, 2);
+    let _server2 = restart(origin2.clone(), &pki.server, addr).await;
+    feed2.segment(8, 2);
+    wait_window(&local, "segment 8 from the new upstream", |w| w.segment(8)).await;
+    assert_same_parts(&origin2.rendition("ch", "source").unwrap(), &local, 7..=8);
+    // The abandoned segment 1 is gone and the jump is a discontinuity.
+    assert!(local.read(|w| w.segment(1)).is_none());
+    assert!(local.read(|w| w.segment(7)).unwrap().discontinuity);
+    assert!(sub.is_active());
+}

@@ -91,10 +91,19 @@ impl Assembler {
 
     /// A subscribe-ok said the publisher pushes from part 0 of `start_msn` (`None`: the
     /// publisher holds nothing yet and will push from its first part). A subscription that
-    /// was inside an earlier segment the publisher no longer holds abandons it.
+    /// was inside an earlier segment the publisher no longer holds abandons it; one whose
+    /// publisher holds nothing (it restarted) follows the first part it pushes.
     pub fn on_start(&mut self, start_msn: Option<u64>, out: &mut Vec<Action>) {
         match (self.next, start_msn) {
             (None, s) => self.next = s.map(|msn| Position { msn, part: 0 }),
+            (Some(n), None) => {
+                if n.part > 0 || self.emitted > 0 {
+                    out.push(Action::AbandonOpen);
+                }
+                self.next = None;
+                self.emitted = 0;
+                self.parts.clear();
+            }
             (Some(n), Some(s)) if s > n.msn => {
                 if n.part > 0 || self.emitted > 0 {
                     out.push(Action::AbandonOpen);
@@ -142,8 +151,10 @@ impl Assembler {
             return Err(AssembleError::Overflow(self.max_parts));
         }
         self.parts.insert(pos, PartBuf { owner, header: h, chunks: Vec::new(), trailer: None });
-        if self.next.is_none() && h.part == 0 {
-            self.next = Some(pos);
+        if self.next.is_none()
+            && let Some(first) = self.parts.keys().find(|p| p.part == 0).copied()
+        {
+            self.next = Some(first);
         }
         self.drain(out);
         Ok(())

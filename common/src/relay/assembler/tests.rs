@@ -120,3 +120,20 @@ fn resubscribe_behind_the_window_abandons() {
     a.on_header(2, h(3, 1), &mut out).unwrap();
     assert_eq!(a.buffered(), 0);
 }
+
+#[test]
+fn empty_upstream_after_restart_follows_its_first_part() {
+    let mut a = Assembler::new(8, Some(7));
+    let mut out = Vec::new();
+    a.on_start(Some(3), &mut out);
+    a.on_header(1, h(3, 0), &mut out).unwrap();
+    a.on_trailer(1, pos(3, 0), t(false), &mut out);
+    out.clear();
+    a.on_start(None, &mut out);
+    assert_eq!(kinds(&out), ["abandon"]);
+    assert_eq!(a.next(), None);
+    a.on_header(2, h(9, 0), &mut out).unwrap();
+    a.on_trailer(2, pos(9, 0), t(true), &mut out);
+    assert_eq!(kinds(&out), ["abandon", "e9.0!"]);
+    assert_eq!(a.next(), Some(pos(10, 0)));
+}

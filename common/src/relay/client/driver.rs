@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::streams::{self, Event};
 use super::{Accepted, Command, RelayClientConfig, RelayError};
 use crate::hub::{Hub, Rendition};
+use crate::media::MediaEvent;
 use crate::relay::assembler::{Action, Assembler};
 use crate::relay::codec::{CloseCode, CodecError, ControlMessage, Start};
 use crate::relay::io::{self, StreamError};
@@ -448,16 +449,37 @@ fn close_malformed(conn: &Connection, e: CodecError) -> Broken {
     Broken
 }
 
-/// Applies the assembler's output to the local window.
+/// Applies the assembler's output to the local window. An event the window rejects (the
+/// two sides disagree, e.g. after a restart upstream) abandons the window's open segment
+/// and gives that segment up, so the next segment starts clean.
 fn apply(sub: &mut Sub, actions: Vec<Action>) {
-    for a in actions {
-        match a {
-            Action::Apply(ev, now_ms) => {
-                if let Err(e) = sub.local.apply(ev, now_ms) {
-                    warn!(channel = %sub.channel, rendition = %sub.rendition, error = %e, "relayed event rejected");
+    let mut actions = actions;
+    for _ in 0..4 {
+        let mut failed: Option<u64> = None;
+        for a in actions {
+            match a {
+                Action::Apply(ev, now_ms) => {
+                    let msn = match &ev {
+                        MediaEvent::Chunk { msn, .. } | MediaEvent::PartEnd { msn, .. } => Some(*msn),
+                        _ => None,
+                    };
+                    if let Err(e) = sub.local.apply(ev, now_ms) {
+                        if failed.is_none() {
+                            warn!(channel = %sub.channel, rendition = %sub.rendition, error = %e, "relayed event rejected");
+                            sub.local.update(|w| w.abandon_open());
+                        }
+                        failed = failed.or(msn);
+                    }
                 }
+                Action::AbandonOpen => sub.local.update(|w| w.abandon_open()),
             }
-            Action::AbandonOpen => sub.local.update(|w| w.abandon_open()),
         }
+        let Some(msn) = failed else { return };
+        let mut out = Vec::new();
+        sub.asm.give_up(msn, &mut out);
+        if out.is_empty() {
+            return;
+        }
+        actions = out;
     }
 }
