@@ -209,6 +209,9 @@ impl Driver {
                 m = io::read_control(&mut recv, &mut buf) => {
                     worked = true;
                     match m {
+                        Ok(Some(m)) if is_subscriber_message(&m) => {
+                            Err(close_malformed(&conn, CodecError::BadOrder("subscriber message from upstream")))
+                        }
                         Ok(Some(m)) => self.control(m, &mut send).await,
                         Ok(None) => Err(Broken),
                         Err(StreamError::Codec(e)) => Err(close_malformed(&conn, e)),
@@ -230,9 +233,8 @@ impl Driver {
             };
             ok = step.is_ok();
         }
-        if self.stopped {
-            conn.close(VarInt::from_u32(CloseCode::NoError as u32), b"");
-        }
+        // Closing (a no-op if already closed) also ends this connection's stream readers.
+        conn.close(VarInt::from_u32(CloseCode::NoError as u32), b"");
         self.connected.store(false, Ordering::Relaxed);
         info!(upstream = %self.cfg.upstream, reason = ?conn.close_reason(), "relay connection lost");
         for sub in self.subs.values_mut() {
@@ -356,10 +358,7 @@ impl Driver {
             }
             ControlMessage::Subscribe { .. }
             | ControlMessage::Unsubscribe { .. }
-            | ControlMessage::Fetch { .. } => {
-                warn!(upstream = %self.cfg.upstream, "upstream sent a subscriber message");
-                return Err(Broken);
-            }
+            | ControlMessage::Fetch { .. } => return Err(Broken),
         }
         Ok(())
     }
@@ -441,6 +440,13 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+fn is_subscriber_message(m: &ControlMessage) -> bool {
+    matches!(
+        m,
+        ControlMessage::Subscribe { .. } | ControlMessage::Unsubscribe { .. } | ControlMessage::Fetch { .. }
+    )
 }
 
 fn close_malformed(conn: &Connection, e: CodecError) -> Broken {
