@@ -11,7 +11,9 @@
 #
 # Environment: VIEWERS (1000), DURATION (30 s measured), WARMUP (6 s of publishing before
 # viewers start), RAMP (5 s over which viewers start), BASE_PORT (29300; uses BASE_PORT..+99
-# on 127.0.0.1), PART_MS (200) and SEGMENT_MS (1000) for Skyrelay, SKIP_BUILD=1 to use the
+# on 127.0.0.1), PART_MS (200) and SEGMENT_MS (1000) for Skyrelay, VIDEO_KBPS (400) and SIZE
+# (640x360) for the source (every viewer receives the whole stream: viewers × bitrate must fit
+# through loopback on this machine), SKIP_BUILD=1 to use the
 # release binaries already in target/.
 # Installs nginx, libnginx-mod-rtmp, ffmpeg and jq from Debian when missing. Everything it
 # starts runs from a temporary directory and is stopped by PID at exit.
@@ -26,6 +28,8 @@ RAMP=${RAMP:-5}
 BASE_PORT=${BASE_PORT:-29300}
 PART_MS=${PART_MS:-200}
 SEGMENT_MS=${SEGMENT_MS:-1000}
+VIDEO_KBPS=${VIDEO_KBPS:-400}
+SIZE=${SIZE:-640x360}
 WRITE_DOCS=0
 [ "${1:-}" = "--write-docs" ] && WRITE_DOCS=1
 
@@ -64,10 +68,10 @@ LOADTEST=$ROOT/target/release/skyrelay-loadtest
 SKYRELAY=$ROOT/target/release/skyrelay
 
 SRC=$WORK/src.flv
-echo "==> encoding the source once (10 s, 640x360 30 fps, 1 s GOP, AAC)"
-ffmpeg -v error -y -f lavfi -i testsrc2=size=640x360:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 \
-  -t 10 -c:v libx264 -preset veryfast -g 30 -keyint_min 30 -b:v 1200k -pix_fmt yuv420p \
-  -c:a aac -b:a 96k -ar 48000 -f flv "$SRC"
+echo "==> encoding the source once (10 s, ${SIZE} 30 fps, 1 s GOP, ${VIDEO_KBPS} kbit/s H.264 + 64 kbit/s AAC)"
+ffmpeg -v error -y -f lavfi -i "testsrc2=size=${SIZE}:rate=30" -f lavfi -i sine=frequency=440:sample_rate=48000 \
+  -t 10 -c:v libx264 -preset veryfast -g 30 -keyint_min 30 -b:v "${VIDEO_KBPS}k" -maxrate "${VIDEO_KBPS}k" \
+  -bufsize "${VIDEO_KBPS}k" -pix_fmt yuv420p -c:a aac -b:a 64k -ar 48000 -f flv "$SRC"
 
 wait_port() { # host:port, seconds
   local end=$((SECONDS + $2))
@@ -258,7 +262,7 @@ if [ "$WRITE_DOCS" = 1 ]; then
     echo
     echo "## Side by side with nginx-rtmp ($STAMP)"
     echo
-    echo "Command: \`VIEWERS=$VIEWERS DURATION=$DURATION WARMUP=$WARMUP RAMP=$RAMP PART_MS=$PART_MS SEGMENT_MS=$SEGMENT_MS ./scripts/bench-compare.sh --write-docs\`"
+    echo "Command: \`VIEWERS=$VIEWERS DURATION=$DURATION WARMUP=$WARMUP RAMP=$RAMP PART_MS=$PART_MS SEGMENT_MS=$SEGMENT_MS VIDEO_KBPS=$VIDEO_KBPS SIZE=$SIZE ./scripts/bench-compare.sh --write-docs\`"
     echo
     echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), load tester and servers on the same machine."
     echo
