@@ -264,3 +264,22 @@ fn audio_time_follows_sample_counts_and_reanchors_on_gaps() {
         }
     }
 }
+
+#[test]
+fn hostile_timestamp_jumps_do_not_overflow() {
+    // Every tag jumps forward by almost 2^31 ms: the timeline grows huge but stays sane.
+    let tags = synthetic(300, 30, 30, true, 0);
+    let mut p = Packager::new(config());
+    let mut events = Vec::new();
+    for (i, (video, _, body)) in tags.iter().enumerate() {
+        let ts = (i as u32).wrapping_mul(0x7fff_fff0);
+        let _ = if *video { p.push_video(ts, body.clone()) } else { p.push_audio(ts, body.clone()) };
+        drain(&mut p, &mut events);
+    }
+    p.end_session();
+    drain(&mut p, &mut events);
+    let dir = tempfile::tempdir().unwrap();
+    // Samples are capped at 10 s: a part holding one such sample is that long, and a
+    // 30-frame GOP lasts 300 s.
+    check_events(&events, 10.0, 300.0, dir.path());
+}

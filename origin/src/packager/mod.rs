@@ -32,6 +32,9 @@
 //!   required) and re-bases the new publisher's timestamps so that its first one lands where
 //!   the previous publisher's media ended. A push after `end_session` starts a session
 //!   implicitly.
+//! - **Gaps.** A sample lasts until the next one starts, at most 10 s; a longer hole in
+//!   the timestamps becomes a hole in decode time. A part is longer than the part target
+//!   only when a single sample is (a frame rate below 1 / part target, or such a hole).
 //! - **Bounds.** Held-back samples, audio waiting for video and the start-up buffer are each
 //!   bounded by `max_pending_bytes`; beyond it frames are dropped and counted in
 //!   [`PackagerStats::dropped_frames`]. Events queue until polled: poll after every push.

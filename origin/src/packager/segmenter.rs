@@ -108,7 +108,7 @@ impl Track {
             Some(s) => s.dts + u64::from(self.last_duration),
             None => self.min_next,
         };
-        (end * 1000).div_ceil(u64::from(self.timescale))
+        end.saturating_mul(1000).div_ceil(u64::from(self.timescale))
     }
 }
 
@@ -310,7 +310,7 @@ impl Segmenter {
                 stats.dropped_frames += 1;
                 return;
             }
-            let dts_ms = r.s.dts * 1000 / u64::from(ts);
+            let dts_ms = r.s.dts.saturating_mul(1000) / u64::from(ts);
             self.msn = self.next_msn.unwrap_or(dts_ms / self.segment_target_ms);
             self.segment_open = true;
             self.segment_duration = 0;
