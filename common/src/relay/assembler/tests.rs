@@ -137,3 +137,43 @@ fn empty_upstream_after_restart_follows_its_first_part() {
     assert_eq!(kinds(&out), ["abandon", "e9.0!"]);
     assert_eq!(a.next(), Some(pos(10, 0)));
 }
+
+proptest::proptest! {
+    /// Whole parts delivered in any order, some twice, come out once each, in order.
+    #[test]
+    fn any_delivery_order_yields_the_publishing_order(
+        sizes in proptest::collection::vec(1usize..4, 1..8),
+        order in proptest::collection::vec(0usize..100, 1..24),
+    ) {
+        let n = sizes.len();
+        let mut a = Assembler::new(64, Some(7));
+        let mut out = Vec::new();
+        a.on_start(Some(2), &mut out);
+        // Every part at least once, plus extra (duplicate) deliveries in random order.
+        let mut deliveries: Vec<usize> = (0..n).collect();
+        deliveries.extend(order.iter().map(|o| o % n));
+        let len = deliveries.len();
+        for (i, o) in order.iter().enumerate() {
+            deliveries.swap(i % len, o % len);
+        }
+        for (token, &p) in deliveries.iter().enumerate() {
+            let part = p as u32;
+            let token = token as u64;
+            a.on_header(token, h(2, part), &mut out).unwrap();
+            for c in 0..sizes[p] {
+                a.on_chunk(token, pos(2, part), Bytes::from(vec![p as u8; c + 1]), &mut out);
+            }
+            a.on_trailer(token, pos(2, part), t(p + 1 == n), &mut out);
+        }
+        let mut expected = Vec::new();
+        for (p, size) in sizes.iter().enumerate() {
+            for c in 0..*size {
+                expected.push(format!("c2.{p}:{}", c + 1));
+            }
+            expected.push(format!("e2.{p}{}", if p + 1 == n { "!" } else { "" }));
+        }
+        proptest::prop_assert_eq!(kinds(&out), expected);
+        proptest::prop_assert_eq!(a.next(), Some(pos(3, 0)));
+        proptest::prop_assert_eq!(a.buffered(), 0);
+    }
+}
