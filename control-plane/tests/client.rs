@@ -91,6 +91,7 @@ async fn node_client_end_to_end() {
     // Long-poll through the client, woken by the live report.
     let first = client.where_is("show", None, Duration::ZERO).await.unwrap();
     assert!(first.origin.is_none());
+    assert!(first.private, "edges learn that playback needs a token");
     let waiter = {
         let c = client.clone();
         let v = first.version;
@@ -120,5 +121,48 @@ async fn node_client_end_to_end() {
     assert_eq!(w.origin.map(|o| o.name).as_deref(), Some("o1"));
     let ended = client.report_ended("show", "o1").await.unwrap();
     assert!(ended.origin.is_none());
+    cp.stop().await;
+}
+
+/// Polls `f` until it is true or 10 s pass.
+async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_loop_re_registers_and_keys_refresh() {
+    use skyrelay_common::cpapi::{TokenError, check_playback, heartbeat_loop, spawn_key_refresher};
+    let dir = tempfile::tempdir().unwrap();
+    let cp = start(&support::sqlite_url(dir.path())).await;
+    let client = ControlPlaneClient::new(&cp.base, support::app::NODE_SECRET);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let hb = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        origin("o9"),
+        || Heartbeat { viewers: 7, egress_bps: 0, cpu: 0.0 },
+        stop_rx.clone(),
+    ));
+    let store = cp.app.store().clone();
+    eventually("registration", async || store.node("o9").await.unwrap().is_some_and(|n| n.viewers == 7))
+        .await;
+    // The control plane forgets the node: the loop registers it again.
+    store.delete_node("o9").await.unwrap();
+    eventually("re-registration", async || store.node("o9").await.unwrap().is_some()).await;
+
+    let (keys, refresher) = spawn_key_refresher(client.clone(), stop_rx);
+    let mut k = keys.clone();
+    tokio::time::timeout(Duration::from_secs(10), k.wait_for(|r| !r.is_empty())).await.unwrap().unwrap();
+    let ring = keys.borrow().clone();
+    assert_eq!(check_playback(&ring, false, None, "show", None, None, 0), Ok(None));
+    assert_eq!(check_playback(&ring, true, None, "show", None, None, 0), Err(TokenError::Missing));
+    assert_eq!(check_playback(&ring, true, Some("x.y"), "show", None, None, 0), Err(TokenError::Malformed));
+
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), hb).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), refresher).await.unwrap().unwrap();
     cp.stop().await;
 }

@@ -7,17 +7,20 @@
 //!   published key set. Edges verify locally; only the control plane can sign.
 //! - [`client`]: a small HTTP client nodes use (authorise a publish, report live/ended,
 //!   register and heartbeat, long-poll where a channel is live, fetch the key set).
+//! - [`node`]: the heartbeat loop, the key-set refresher and the edge's playback check.
 //!
 //! Nodes authenticate with `Authorization: Node <cluster node secret>`; users with
 //! `Authorization: Bearer <session token>`. The two are never interchangeable.
 
 pub mod client;
 pub mod net;
+pub mod node;
 pub mod token;
 pub mod types;
 
 pub use client::{ClientError, ControlPlaneClient};
 pub use net::Cidr;
+pub use node::{check_playback, heartbeat_loop, spawn_key_refresher};
 pub use token::{KeyRing, PlaybackClaims, TokenError};
 pub use types::*;
 

@@ -119,6 +119,9 @@ pub struct WhereIsChannel {
     pub origin: Option<NodeAddress>,
     /// Bumps on every change of this channel's live state.
     pub version: u64,
+    /// Whether playback needs a token (edges refuse requests without one).
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// One public key of the playback-token key set.

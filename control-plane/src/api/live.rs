@@ -62,7 +62,8 @@ async fn answer(
         }),
         None => None,
     };
-    Ok(WhereIsChannel { channel: channel.to_string(), origin, version })
+    let private = state.store.channel(channel).await?.is_some_and(|c| c.private);
+    Ok(WhereIsChannel { channel: channel.to_string(), origin, version, private })
 }
 
 async fn report(state: &AppState, body: &LiveReport, live: bool) -> Result<WhereIsChannel, ApiError> {
