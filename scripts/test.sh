@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every Skyrelay test: installs what the tests need when it is
-# missing (Debian/Ubuntu: ffmpeg, GStreamer with rtmp2sink, PostgreSQL), then runs the
-# whole test suite.
+# missing (Debian/Ubuntu: ffmpeg, GStreamer with rtmp2sink, PostgreSQL, Chromium, Node.js;
+# the web UI's npm packages), then runs the whole test suite.
 #
 #   ./scripts/test.sh            # everything
 #   ./scripts/test.sh -p skyrelay-origin    # extra arguments go to `cargo test`
@@ -16,6 +16,8 @@ if ! command -v gst-launch-1.0 >/dev/null || ! gst-inspect-1.0 rtmp2sink >/dev/n
          gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 fi
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null || need+=(nodejs npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing test dependencies: ${need[*]}"
@@ -23,6 +25,12 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The browser tests drive Debian's chromium through playwright-core (never `npx playwright install`).
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "==> npm ci --prefix web"
+  npm ci --prefix web --no-audit --no-fund
 fi
 
 echo "==> cargo test (workspace)"

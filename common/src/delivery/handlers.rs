@@ -34,7 +34,7 @@ pub const DENIED_HEADER: &str = "x-skyrelay-denied";
 
 type Resp = Response<DeliveryBody>;
 
-fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
+pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
     let mut msg = msg.into();
     msg.push('\n');
     let mut r = Response::new(DeliveryBody::full(msg));
@@ -45,7 +45,7 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
     r
 }
 
-fn ok(body: DeliveryBody, content_type: &'static str, cache: HeaderValue) -> Resp {
+pub(super) fn ok(body: DeliveryBody, content_type: &'static str, cache: HeaderValue) -> Resp {
     let mut r = Response::new(body);
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert(CACHE_CONTROL, cache);
@@ -131,8 +131,11 @@ impl Delivery {
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone());
         h.insert(
             ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Content-Length, Age, X-Skyrelay-Denied"),
+            HeaderValue::from_static(
+                "Content-Length, Age, X-Skyrelay-Denied, X-Skyrelay-Node, X-Skyrelay-Region",
+            ),
         );
+        self.web.identify(h);
         if self.cors_origin != "*" {
             h.insert(VARY, HeaderValue::from_static("Origin"));
         }
@@ -160,7 +163,7 @@ impl Delivery {
         };
         let kind = route.kind();
         let Some(channel) = route.channel() else {
-            return (kind, text(StatusCode::OK, "ok"));
+            return (kind, self.public(route).await);
         };
         let query = match parse_query(req.uri().query()) {
             Ok(q) => q,
@@ -181,7 +184,7 @@ impl Delivery {
         let uri_query = token.map(|t| format!("token={}", encode_query_value(&t)));
         let uri_query = uri_query.as_deref();
         let resp = match route {
-            Route::Health => text(StatusCode::OK, "ok"),
+            Route::Health | Route::Watch { .. } | Route::Web(_) => self.public(route).await,
             Route::Master { channel } => self.master(channel, uri_query).await,
             Route::Playlist { channel, rendition } => match self.lookup(channel, rendition).await {
                 Ok(r) => self.playlist(&r, &query, uri_query).await,

@@ -11,15 +11,19 @@
 //! - `metrics`: request, byte and blocking-reload counters.
 //! - `server`: [`serve`]: the accept loop (HTTP/1.1 and HTTP/2, optional TLS, bounded
 //!   connections, graceful drain).
+//! - `web`: the browser-facing routes: the watch page `/watch/{channel}`, its script and
+//!   style, the player library from the web assets directory, and `/web/info`.
 
 mod body;
 mod handlers;
 mod metrics;
 mod routes;
 mod server;
+mod web;
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -27,7 +31,7 @@ use serde::Deserialize;
 
 pub use body::{BodyError, DeliveryBody};
 pub use metrics::ReloadOutcome;
-pub use routes::{Kind, Query, QueryError, Route, parse_path, parse_query};
+pub use routes::{Kind, Query, QueryError, Route, WebFile, parse_path, parse_query};
 pub use server::serve;
 
 use crate::config::{ConfigError, Validate, check_range};
@@ -57,6 +61,16 @@ pub struct DeliveryConfig {
     pub drain_timeout_ms: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_http2_streams: u32,
+    /// Directory holding the player library `hls.min.js` (the `dist` directory of the npm
+    /// package `hls.js`), served at `/web/hls.min.js`. A relative path is resolved against
+    /// the working directory.
+    pub web_assets_dir: PathBuf,
+    /// Name of this node, sent in the `X-Skyrelay-Node` header and by `/web/info`; empty:
+    /// not sent.
+    pub node_name: String,
+    /// Region of this node, sent in the `X-Skyrelay-Region` header and by `/web/info`;
+    /// empty: not sent.
+    pub region: String,
 }
 
 impl Default for DeliveryConfig {
@@ -70,6 +84,9 @@ impl Default for DeliveryConfig {
             tls_handshake_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
             max_http2_streams: 256,
+            web_assets_dir: PathBuf::from("web/node_modules/hls.js/dist"),
+            node_name: String::new(),
+            region: String::new(),
         }
     }
 }
@@ -90,6 +107,8 @@ impl Validate for DeliveryConfig {
                 format!("{origin:?} is not a header value"),
             ));
         }
+        web::validate_label("node_name", &self.node_name)?;
+        web::validate_label("region", &self.region)?;
         Ok(())
     }
 }
@@ -155,6 +174,7 @@ pub struct Delivery {
     source: Option<Arc<dyn ChannelSource>>,
     access: Option<Arc<dyn Access>>,
     metrics: metrics::Metrics,
+    web: web::WebState,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -180,7 +200,8 @@ impl Delivery {
         ))
         .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
         let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
-        Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, metrics })
+        let web = web::WebState::new(&cfg);
+        Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, metrics, web })
     }
 
     /// Channels missing from the hub are requested from `source` (edges).

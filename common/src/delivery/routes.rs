@@ -7,6 +7,8 @@
 //! /live/{channel}/{rendition}/seg-{msn}.m4s
 //! /live/{channel}/{rendition}/part-{msn}.{part}.m4s
 //! /healthz
+//! /watch/{channel}                           the watch page (see `web`)
+//! /web/watch.js | watch.css | hls.min.js | info
 //! ```
 
 use crate::hub::valid_name;
@@ -39,22 +41,58 @@ impl Kind {
         [Kind::Master, Kind::Playlist, Kind::Init, Kind::Part, Kind::Segment, Kind::Other];
 }
 
+/// A file of the web UI under `/web/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebFile {
+    /// `watch.js`: the watch page's script.
+    Script,
+    /// `watch.css`: the watch page's style sheet.
+    Style,
+    /// `hls.min.js`: the player library, read from the web assets directory.
+    Player,
+    /// `info`: JSON naming the node and region serving the request.
+    Info,
+}
+
 /// A parsed request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
     Health,
-    Master { channel: &'a str },
-    Playlist { channel: &'a str, rendition: &'a str },
-    Init { channel: &'a str, rendition: &'a str, id: u32 },
-    Segment { channel: &'a str, rendition: &'a str, msn: u64 },
-    Part { channel: &'a str, rendition: &'a str, msn: u64, part: u32 },
+    /// The watch page of a channel (public: the playlists it loads are access-checked).
+    Watch {
+        channel: &'a str,
+    },
+    Web(WebFile),
+    Master {
+        channel: &'a str,
+    },
+    Playlist {
+        channel: &'a str,
+        rendition: &'a str,
+    },
+    Init {
+        channel: &'a str,
+        rendition: &'a str,
+        id: u32,
+    },
+    Segment {
+        channel: &'a str,
+        rendition: &'a str,
+        msn: u64,
+    },
+    Part {
+        channel: &'a str,
+        rendition: &'a str,
+        msn: u64,
+        part: u32,
+    },
 }
 
 impl Route<'_> {
     /// The metric kind of this route.
     pub fn kind(&self) -> Kind {
         match self {
-            Route::Health => Kind::Other,
+            Route::Health | Route::Watch { .. } | Route::Web(_) => Kind::Other,
             Route::Master { .. } => Kind::Master,
             Route::Playlist { .. } => Kind::Playlist,
             Route::Init { .. } => Kind::Init,
@@ -63,10 +101,11 @@ impl Route<'_> {
         }
     }
 
-    /// The channel named, if any.
+    /// The channel whose media is asked for, if any (the watch page names a channel but
+    /// serves no media, so it has none here and is not access-checked).
     pub fn channel(&self) -> Option<&str> {
         match *self {
-            Route::Health => None,
+            Route::Health | Route::Watch { .. } | Route::Web(_) => None,
             Route::Master { channel }
             | Route::Playlist { channel, .. }
             | Route::Init { channel, .. }
@@ -80,6 +119,19 @@ impl Route<'_> {
 pub fn parse_path(path: &str) -> Option<Route<'_>> {
     if path == "/healthz" {
         return Some(Route::Health);
+    }
+    if let Some(channel) = path.strip_prefix("/watch/") {
+        return valid_name(channel).then_some(Route::Watch { channel });
+    }
+    if let Some(file) = path.strip_prefix("/web/") {
+        let file = match file {
+            "watch.js" => WebFile::Script,
+            "watch.css" => WebFile::Style,
+            "hls.min.js" => WebFile::Player,
+            "info" => WebFile::Info,
+            _ => return None,
+        };
+        return Some(Route::Web(file));
     }
     let rest = path.strip_prefix("/live/")?;
     let mut it = rest.split('/');
@@ -176,7 +228,15 @@ mod tests {
             parse_path("/live/a/source/init-9.mp4"),
             Some(Route::Init { channel: "a", rendition: "source", id: 9 })
         );
+        assert_eq!(parse_path("/watch/demo"), Some(Route::Watch { channel: "demo" }));
+        assert_eq!(parse_path("/web/hls.min.js"), Some(Route::Web(WebFile::Player)));
+        assert_eq!(parse_path("/web/info"), Some(Route::Web(WebFile::Info)));
         for bad in [
+            "/watch/",
+            "/watch/a/b",
+            "/watch/..",
+            "/web/../Cargo.toml",
+            "/web/hls.js",
             "/live/a/source/part-1.m4s",
             "/live/a/source/seg--1.m4s",
             "/live/../source/index.m3u8",

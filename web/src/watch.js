@@ -1,0 +1,243 @@
+// Skyrelay watch page: plays /live/{channel}/master.m3u8 from the node that served the page,
+// with hls.js in low-latency mode (or the browser's own HLS when hls.js cannot run there).
+//
+// A `token` query parameter of the page is passed on to the playlist (private channels; the
+// node then carries it into every URI it serves). While the channel is offline the page
+// retries with a growing delay. `window.skyrelayStats` exposes what the player does, for
+// people and for the browser tests. `?player=native` skips hls.js (to try the fallback).
+(function () {
+  'use strict';
+
+  const RETRY_FIRST_MS = 1000;
+  const RETRY_MAX_MS = 15000;
+  const TICK_MS = 250;
+  const MAX_ERRORS = 100;
+
+  const $ = (id) => document.getElementById(id);
+  const video = $('video');
+  const segments = location.pathname.split('/');
+  const channel = decodeURIComponent(segments[2] || '');
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  const preferNative = params.get('player') === 'native';
+  const src = '/live/' + encodeURIComponent(channel) + '/master.m3u8' +
+    (token ? '?token=' + encodeURIComponent(token) : '');
+
+  const stats = {
+    channel: channel,
+    // starting | connecting | live | offline | denied | error
+    state: 'starting',
+    message: '',
+    engine: null,
+    playing: false,
+    currentTime: 0,
+    latency: null,
+    targetLatency: null,
+    errors: [],
+    attempts: 0,
+    nextRetryMs: null,
+    node: null,
+    region: null,
+  };
+  window.skyrelayStats = stats;
+
+  let hls = null;
+  let native = false;
+  let retryTimer = null;
+  let retryDelay = RETRY_FIRST_MS;
+  let mediaRecoveries = 0;
+
+  function recordError(source, type, details, fatal) {
+    if (stats.errors.length >= MAX_ERRORS) stats.errors.shift();
+    stats.errors.push({ at: Date.now(), source: source, type: String(type), details: String(details), fatal: fatal });
+  }
+
+  function setState(state, message) {
+    stats.state = state;
+    stats.message = message || '';
+    render();
+  }
+
+  function finite(x) {
+    return typeof x === 'number' && isFinite(x) ? x : null;
+  }
+
+  function render() {
+    const badge = $('status');
+    const labels = { starting: 'connecting', connecting: 'connecting', live: 'live', offline: 'offline',
+      denied: 'access denied', error: 'error' };
+    badge.textContent = labels[stats.state] || stats.state;
+    badge.className = 'badge badge-' + stats.state;
+    const overlay = $('overlay');
+    let text = '';
+    if (stats.state === 'offline') {
+      text = 'Offline: nobody is publishing to this channel.' +
+        (stats.nextRetryMs ? ' Retrying in ' + Math.round(stats.nextRetryMs / 1000) + ' s.' : '');
+    } else if (stats.state === 'denied') {
+      text = 'Access denied: this channel needs a valid playback link.';
+    } else if (stats.state === 'error') {
+      text = stats.message;
+    } else if (stats.state !== 'live') {
+      text = 'Connecting…';
+    }
+    overlay.textContent = text;
+    overlay.hidden = text === '';
+    $('message').textContent = stats.state === 'live' || stats.state === 'error' ? '' : stats.message;
+    if (stats.latency === null) {
+      $('latency').textContent = '–';
+    } else {
+      $('latency').textContent = stats.latency.toFixed(2) + ' s' +
+        (stats.targetLatency !== null ? ' (target ' + stats.targetLatency.toFixed(2) + ' s)' : '');
+    }
+    const where = [stats.node, stats.region].filter(Boolean).join(' · ');
+    $('node').textContent = where || location.host;
+    $('engine').textContent = stats.engine === 'hls.js' ? 'hls.js (low latency)' :
+      stats.engine === 'native' ? 'native HLS' : '–';
+  }
+
+  function teardown() {
+    if (hls) {
+      hls.destroy();
+      hls = null;
+    }
+    if (native) {
+      video.removeAttribute('src');
+      video.load();
+      native = false;
+    }
+    stats.playing = false;
+    stats.latency = null;
+    stats.targetLatency = null;
+  }
+
+  function scheduleRetry(reason) {
+    teardown();
+    clearTimeout(retryTimer);
+    stats.nextRetryMs = retryDelay;
+    setState('offline', reason);
+    retryTimer = setTimeout(start, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
+  }
+
+  // Whether the channel is live before a player is built for it: 'ok', 'denied' or 'offline'
+  // (nothing published, or only the end of a stream that has stopped).
+  async function probe() {
+    try {
+      const r = await fetch(src, { cache: 'no-store' });
+      if (r.status === 401 || r.status === 403) {
+        return { outcome: 'denied', reason: r.headers.get('X-Skyrelay-Denied') || 'HTTP ' + r.status };
+      }
+      if (!r.ok) return { outcome: 'offline', reason: 'HTTP ' + r.status };
+      const master = await r.text();
+      const first = master.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+      if (!first) return { outcome: 'offline', reason: 'no renditions' };
+      const media = await fetch(new URL(first, new URL(src, location.href)), { cache: 'no-store' });
+      if (!media.ok) return { outcome: 'offline', reason: 'HTTP ' + media.status };
+      if ((await media.text()).includes('#EXT-X-ENDLIST')) return { outcome: 'offline', reason: 'the stream ended' };
+      return { outcome: 'ok' };
+    } catch (e) {
+      return { outcome: 'offline', reason: 'network error' };
+    }
+  }
+
+  function play() {
+    const p = video.play();
+    if (p && p.catch) {
+      p.catch((e) => {
+        recordError('video', 'play', e && e.name, false);
+        setState(stats.state, 'Press play to start.');
+      });
+    }
+  }
+
+  function startHls() {
+    stats.engine = 'hls.js';
+    mediaRecoveries = 0;
+    hls = new window.Hls({
+      lowLatencyMode: true,
+      backBufferLength: 30,
+      liveDurationInfinity: true,
+      maxLiveSyncPlaybackRate: 1.5,
+    });
+    hls.on(window.Hls.Events.ERROR, (_event, data) => {
+      recordError('hls.js', data.type, data.details, !!data.fatal);
+      if (!data.fatal) return;
+      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries < 2) {
+        mediaRecoveries += 1;
+        hls.recoverMediaError();
+        return;
+      }
+      scheduleRetry(data.details);
+    });
+    hls.on(window.Hls.Events.MANIFEST_PARSED, play);
+    hls.loadSource(src);
+    hls.attachMedia(video);
+  }
+
+  function startNative() {
+    stats.engine = 'native';
+    native = true;
+    video.src = src;
+    play();
+  }
+
+  async function start() {
+    retryTimer = null;
+    stats.nextRetryMs = null;
+    stats.attempts += 1;
+    setState('connecting', '');
+    const p = await probe();
+    if (p.outcome === 'denied') {
+      setState('denied', p.reason);
+      return;
+    }
+    if (p.outcome !== 'ok') {
+      scheduleRetry(p.reason);
+      return;
+    }
+    if (window.Hls && window.Hls.isSupported() && !preferNative) {
+      startHls();
+    } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      startNative();
+    } else {
+      setState('error', window.Hls ? 'This browser cannot play HLS.' :
+        'The player library did not load (the server needs `npm ci --prefix web`), and this browser has no native HLS.');
+    }
+  }
+
+  video.addEventListener('playing', () => {
+    retryDelay = RETRY_FIRST_MS;
+    setState('live', '');
+  });
+  video.addEventListener('ended', () => scheduleRetry('the stream ended'));
+  video.addEventListener('error', () => {
+    const err = video.error;
+    if (!hls && !native) return; // teardown clears the source
+    recordError('video', 'media', err ? err.code + ' ' + err.message : 'unknown', true);
+    if (native) scheduleRetry('media error');
+  });
+
+  setInterval(() => {
+    stats.currentTime = video.currentTime;
+    stats.playing = !video.paused && !video.ended && video.readyState > 2;
+    if (hls) {
+      stats.latency = finite(hls.latency);
+      stats.targetLatency = finite(hls.targetLatency);
+    } else if (native && video.seekable.length > 0) {
+      stats.latency = finite(video.seekable.end(video.seekable.length - 1) - video.currentTime);
+    }
+    render();
+  }, TICK_MS);
+
+  document.title = channel + ' · Skyrelay';
+  $('channel').textContent = channel;
+  fetch('/web/info', { cache: 'no-store' })
+    .then((r) => (r.ok ? r.json() : {}))
+    .then((info) => {
+      stats.node = info.node || null;
+      stats.region = info.region || null;
+      render();
+    })
+    .catch(() => {});
+  start();
+})();

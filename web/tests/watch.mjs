@@ -1,0 +1,191 @@
+// Opens a Skyrelay watch page in headless Chromium (the system's, driven by playwright-core)
+// and reports what the player did; the Rust browser tests run it and judge the figures.
+//
+//   node web/tests/watch.mjs --url http://127.0.0.1:PORT/watch/demo --screenshot out.png \
+//     [--offline-url http://…/watch/nothing] [--native-url http://…/watch/demo?player=native]
+//     [--seconds 6] [--timeout 60] [--chromium /usr/bin/chromium]
+//
+// Output (stdout), one line each:
+//   watch-result key=value …     figures (seconds as decimals), see `result` below
+//   watch-errors JSON            player errors recorded by the page (window.skyrelayStats.errors)
+//   watch-console JSON           console errors, uncaught page errors, failed requests
+// Exit status: 0 when the run completed (whatever the figures), 2 when it could not run.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+const { values: opts } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    screenshot: { type: 'string' },
+    'offline-url': { type: 'string' },
+    'native-url': { type: 'string' },
+    seconds: { type: 'string', default: '6' },
+    timeout: { type: 'string', default: '60' },
+    chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
+  },
+});
+if (!opts.url || !opts.screenshot) {
+  console.error('usage: watch.mjs --url URL --screenshot PATH [--offline-url URL] [--seconds N] [--timeout S]');
+  process.exit(2);
+}
+const wantSeconds = Number(opts.seconds);
+const timeoutMs = Number(opts.timeout) * 1000;
+
+// Flags for headless Chromium as root on a closed network (see shared testing notes);
+// playwright adds --headless and a fresh --user-data-dir itself.
+const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+// Never left hanging: the whole run is bounded.
+const hardStop = setTimeout(() => {
+  console.error('watch.mjs: overall deadline passed');
+  process.exit(2);
+}, timeoutMs + 30000);
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const snapshot = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.skyrelayStats || null)));
+const fmt = (x) => (!isFinite(x) ? 'none' : Number.isInteger(x) ? String(x) : x.toFixed(3));
+
+function median(xs) {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function watch(browser, consoleLog) {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 720 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleLog.push({ kind: 'console', text: m.text(), url: m.location().url });
+  });
+  page.on('pageerror', (e) => consoleLog.push({ kind: 'pageerror', text: String(e) }));
+  const token = new URL(opts.url).searchParams.get('token');
+  const masters = [];
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname.endsWith('/master.m3u8')) masters.push(req.url());
+  });
+  page.on('response', (resp) => {
+    if (resp.status() >= 400) consoleLog.push({ kind: 'http', status: resp.status(), url: resp.url() });
+  });
+  page.on('requestfailed', (r) => {
+    consoleLog.push({ kind: 'requestfailed', url: r.url(), text: r.failure() ? r.failure().errorText : '' });
+  });
+  const start = Date.now();
+  const deadline = start + timeoutMs;
+  await page.goto(opts.url, { waitUntil: 'load', timeout: timeoutMs });
+
+  const r = { started: 0, live_after_s: null, advance_s: 0, wall_s: 0, samples: 0 };
+  const latencies = [];
+  let first = null;
+  let stats = null;
+  while (Date.now() < deadline) {
+    stats = await snapshot(page);
+    if (stats && stats.state === 'live' && stats.playing) {
+      if (first === null) {
+        first = { wall: Date.now(), currentTime: stats.currentTime };
+        r.started = 1;
+        r.live_after_s = (first.wall - start) / 1000;
+      }
+      if (stats.latency !== null) latencies.push(stats.latency);
+      r.advance_s = stats.currentTime - first.currentTime;
+      r.wall_s = (Date.now() - first.wall) / 1000;
+      if (r.advance_s >= wantSeconds) break;
+    }
+    await sleep(250);
+  }
+  await page.screenshot({ path: opts.screenshot });
+  stats = await snapshot(page);
+
+  r.samples = latencies.length;
+  r.latency_min = latencies.length ? Math.min(...latencies) : null;
+  r.latency_median = median(latencies);
+  r.latency_max = latencies.length ? Math.max(...latencies) : null;
+  r.latency_last = stats ? stats.latency : null;
+  r.target_latency = stats ? stats.targetLatency : null;
+  r.state = stats ? stats.state : 'nostats';
+  r.engine = (stats && stats.engine) || 'none';
+  r.node = (stats && stats.node) || 'none';
+  r.region = (stats && stats.region) || 'none';
+  r.player_errors = stats ? stats.errors.length : 0;
+  r.fatal_errors = stats ? stats.errors.filter((e) => e.fatal).length : 0;
+  r.hls_version = await page.evaluate(() => (window.Hls ? window.Hls.version : 'none'));
+  r.master_requests = masters.length;
+  if (token) {
+    const carried = masters.filter((u) => new URL(u).searchParams.get('token') === token).length;
+    r.token_carried = masters.length > 0 && carried === masters.length ? 1 : 0;
+  }
+  r.overlay = await page.evaluate(() => document.getElementById('status').textContent.replace(/\s+/g, '_'));
+  await page.close();
+  return { r, errors: stats ? stats.errors : [] };
+}
+
+// A channel nobody publishes: the page says offline and keeps retrying.
+async function offline(browser, url) {
+  const page = await browser.newPage();
+  await page.goto(url, { waitUntil: 'load', timeout: timeoutMs });
+  const deadline = Date.now() + 20000;
+  let stats = null;
+  while (Date.now() < deadline) {
+    stats = await snapshot(page);
+    if (stats && stats.state === 'offline' && stats.attempts >= 2) break;
+    await sleep(200);
+  }
+  const badge = await page.evaluate(() => document.getElementById('status').textContent);
+  await page.close();
+  return { offline_state: stats ? stats.state : 'nostats', offline_attempts: stats ? stats.attempts : 0,
+    offline_badge: badge.replace(/\s+/g, '_') };
+}
+
+// The same page with the browser's own HLS instead of hls.js.
+async function nativePlayback(browser, url) {
+  const page = await browser.newPage();
+  await page.goto(url, { waitUntil: 'load', timeout: timeoutMs });
+  const deadline = Date.now() + 30000;
+  let first = null;
+  let stats = null;
+  let advance = 0;
+  while (Date.now() < deadline) {
+    stats = await snapshot(page);
+    if (stats && stats.state === 'live' && stats.playing) {
+      if (first === null) first = stats.currentTime;
+      advance = stats.currentTime - first;
+      if (advance >= 3) break;
+    }
+    await sleep(250);
+  }
+  await page.close();
+  return { native_engine: (stats && stats.engine) || 'none', native_advance_s: advance,
+    native_errors: stats ? stats.errors.length : 0 };
+}
+
+let browser;
+try {
+  mkdirSync(dirname(opts.screenshot), { recursive: true });
+  browser = await chromium.launch({ executablePath: opts.chromium, headless: true, args: ARGS });
+  const consoleLog = [];
+  const { r, errors } = await watch(browser, consoleLog);
+  if (opts['offline-url']) Object.assign(r, await offline(browser, opts['offline-url']));
+  if (opts['native-url']) Object.assign(r, await nativePlayback(browser, opts['native-url']));
+  r.console_errors = consoleLog.length;
+  r.browser = browser.version();
+  const line = Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : v ?? 'none'}`);
+  console.log(`watch-result ${line.join(' ')}`);
+  console.log(`watch-errors ${JSON.stringify(errors)}`);
+  console.log(`watch-console ${JSON.stringify(consoleLog.slice(0, 50))}`);
+  await browser.close();
+  clearTimeout(hardStop);
+} catch (e) {
+  console.error(`watch.mjs: ${e && e.stack ? e.stack : e}`);
+  if (browser) await browser.close().catch(() => {});
+  process.exit(2);
+}
