@@ -23,6 +23,39 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run an edge: pull channels over the relay, serve viewers LL-HLS.
+    Edge {
+        /// TOML configuration (see config/edge.toml); SKYRELAY_* variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Manage the cluster CA that authenticates nodes to each other on the relay.
+    #[command(subcommand)]
+    ClusterCa(ClusterCa),
+}
+
+#[derive(Subcommand)]
+enum ClusterCa {
+    /// Create a new cluster CA (ca.pem, ca.key) in a directory.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a node certificate (node.pem, node.key, ca.pem) signed by the cluster CA.
+    Issue {
+        /// Directory of the CA (from `cluster-ca init`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Node name: also the name other nodes use to reach it (`upstream.server_name`).
+        #[arg(long)]
+        name: String,
+        /// Output directory (the node's `cert_dir`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra DNS names or IP addresses for the certificate.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
 }
 
 /// Completes on the first SIGINT or SIGTERM: the one place signals are handled.
@@ -62,6 +95,20 @@ async fn main() -> anyhow::Result<()> {
             let cfg: skyrelay_origin::config::OriginConfig =
                 skyrelay_common::config::load(config.as_deref()).context("origin configuration")?;
             skyrelay_origin::node::run(cfg, shutdown_signal()).await.context("origin")?;
+        }
+        Command::Edge { config } => {
+            let cfg: skyrelay_edge::config::EdgeConfig =
+                skyrelay_common::config::load(config.as_deref()).context("edge configuration")?;
+            skyrelay_edge::node::run(cfg, shutdown_signal()).await.context("edge")?;
+        }
+        Command::ClusterCa(ClusterCa::Init { dir }) => {
+            skyrelay_common::relay::tls::create_ca(&dir).context("creating the cluster CA")?;
+            println!("cluster CA created in {} (keep ca.key private)", dir.display());
+        }
+        Command::ClusterCa(ClusterCa::Issue { ca, name, out, sans }) => {
+            skyrelay_common::relay::tls::issue_node_cert(&ca, &name, &out, &sans)
+                .context("issuing the node certificate")?;
+            println!("certificate for {name} written to {}", out.display());
         }
     }
     Ok(())

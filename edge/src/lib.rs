@@ -1,1 +1,19 @@
-//! Skyrelay edge (filled by its issue).
+//! The Skyrelay edge: serves viewers LL-HLS from a local hub that it fills, on demand,
+//! from an upstream relay (an origin, or a shield edge of its region).
+//!
+//! Layout:
+//! - [`config`]: the typed edge configuration.
+//! - [`upstream`]: [`upstream::UpstreamSource`], the delivery hook that subscribes to a
+//!   channel upstream on its first request (coalesced per channel, misses remembered
+//!   briefly), and the idle reaper that unsubscribes channels nobody watches.
+//! - [`outcome`]: the cache outcome enum used in logs and metric labels.
+//! - [`node`]: starts and stops the edge: HTTP delivery, relay client, relay server for
+//!   lower-tier edges, admin listener.
+//!
+//! The edge never looks inside the media: the relay fills hub windows with opaque parts,
+//! and the shared delivery code builds playlists from them.
+
+pub mod config;
+pub mod node;
+pub mod outcome;
+pub mod upstream;

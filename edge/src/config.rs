@@ -1,0 +1,162 @@
+//! The edge's typed configuration (`skyrelay edge --config edge.toml`); `config/edge.toml`
+//! is the commented example. Environment overrides: `SKYRELAY_HTTP__LISTEN=…`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use skyrelay_common::config::{ConfigError, Validate, check_range};
+use skyrelay_common::delivery::DeliveryConfig;
+
+/// Everything an edge needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    pub node_name: String,
+    pub region: String,
+    pub http: EdgeHttpConfig,
+    pub admin: EdgeAdminConfig,
+    pub upstream: UpstreamConfig,
+    pub relay: EdgeRelayConfig,
+    /// Directory with this node's cluster identity: `ca.pem`, `node.pem`, `node.key`.
+    pub cert_dir: PathBuf,
+    /// Complete segments kept per rendition.
+    pub window_segments: usize,
+    /// Most channels carried at once.
+    pub max_channels: usize,
+    /// Seconds without a viewer (or a downstream subscriber) before a channel is
+    /// unsubscribed and dropped.
+    pub idle_unsubscribe_seconds: u64,
+    /// Seconds an upstream "not found" is remembered (requests meanwhile get 404 at once).
+    pub negative_cache_seconds: u64,
+    /// Seconds to let connections finish on shutdown.
+    pub drain_seconds: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            node_name: "edge-1".into(),
+            region: "local".into(),
+            http: EdgeHttpConfig::default(),
+            admin: EdgeAdminConfig::default(),
+            upstream: UpstreamConfig::default(),
+            relay: EdgeRelayConfig::default(),
+            cert_dir: PathBuf::from("cluster/edge-1"),
+            window_segments: 6,
+            max_channels: 1000,
+            idle_unsubscribe_seconds: 30,
+            negative_cache_seconds: 1,
+            drain_seconds: 5,
+        }
+    }
+}
+
+/// The viewer-facing HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeHttpConfig {
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key; both set enables HTTPS (HTTP/1.1 and HTTP/2).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub delivery: DeliveryConfig,
+}
+
+impl Default for EdgeHttpConfig {
+    fn default() -> Self {
+        EdgeHttpConfig {
+            listen: "127.0.0.1:8081".parse().expect("static address"),
+            tls_cert: None,
+            tls_key: None,
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+/// Prometheus metrics and health.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeAdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for EdgeAdminConfig {
+    fn default() -> Self {
+        EdgeAdminConfig { listen: "127.0.0.1:9091".parse().expect("static address") }
+    }
+}
+
+/// Where the edge pulls channels from (an origin's or a shield edge's relay listener).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub addr: SocketAddr,
+    /// The name in the upstream's certificate (its node name).
+    pub server_name: String,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            addr: "127.0.0.1:4433".parse().expect("static address"),
+            server_name: "origin-1".into(),
+        }
+    }
+}
+
+/// The edge's own relay listener, for lower-tier edges.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeRelayConfig {
+    /// UDP address; unset: no lower tier can use this edge.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Validate for EdgeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("window_segments", self.window_segments, 3, 1000)?;
+        check_range("max_channels", self.max_channels, 1, 1_000_000)?;
+        check_range("idle_unsubscribe_seconds", self.idle_unsubscribe_seconds, 1, 86_400)?;
+        check_range("negative_cache_seconds", self.negative_cache_seconds, 0, 600)?;
+        check_range("drain_seconds", self.drain_seconds, 0, 600)?;
+        if self.upstream.server_name.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstream.server_name",
+                "the upstream's certificate name is required",
+            ));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return Err(ConfigError::invalid(
+                "http.tls_cert",
+                "set both http.tls_cert and http.tls_key, or neither",
+            ));
+        }
+        self.http.delivery.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, message } => {
+                ConfigError::invalid(format!("http.delivery.{key}"), message)
+            }
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyrelay_common::config::from_toml;
+
+    #[test]
+    fn example_config_parses() {
+        let cfg: EdgeConfig = from_toml(include_str!("../../config/edge.toml")).unwrap();
+        assert_eq!(cfg.upstream.server_name, "origin-1");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = from_toml::<EdgeConfig>("window_segments = 1").unwrap_err().to_string();
+        assert!(err.contains("window_segments"), "{err}");
+        let err = from_toml::<EdgeConfig>("[http.delivery]\nmax_connections = 0").unwrap_err().to_string();
+        assert!(err.contains("http.delivery.max_connections"), "{err}");
+    }
+}

@@ -1,0 +1,171 @@
+//! An edge node: HTTP delivery fed by on-demand upstream subscriptions, a relay listener
+//! for lower-tier edges, the admin listener, and the idle reaper.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::Registry;
+use skyrelay_common::admin::{self, Admin};
+use skyrelay_common::delivery::{self, Delivery};
+use skyrelay_common::hub::{Hub, HubLimits};
+use skyrelay_common::relay::client::{RelayClient, RelayClientConfig};
+use skyrelay_common::relay::metrics::{RelayClientMetrics, RelayServerMetrics};
+use skyrelay_common::relay::server::{self as relay_server, RelayServerConfig, RenditionSource};
+use skyrelay_common::relay::tls::NodeIdentity;
+use skyrelay_common::window::WindowConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::EdgeConfig;
+use crate::upstream::{UpstreamMetrics, UpstreamSource, reap_idle};
+
+/// Why an edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// A listener could not be bound; names the config key to change.
+    #[error("cannot listen on {addr} (`{key}`): {message}")]
+    Bind { key: &'static str, addr: SocketAddr, message: String },
+    /// The cluster identity could not be loaded.
+    #[error("cluster identity in `cert_dir` ({dir}): {message}")]
+    Identity { dir: String, message: String },
+    /// Other setup failures (metrics, TLS, delivery).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A running edge.
+pub struct EdgeNode {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub relay_addr: Option<SocketAddr>,
+    pub hub: Arc<Hub>,
+    pub source: Arc<UpstreamSource>,
+    drain: Duration,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn setup<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> EdgeError {
+    move |e| EdgeError::Setup(format!("{what}: {e}"))
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+    TcpListener::bind(addr).await.map_err(|e| EdgeError::Bind { key, addr, message: e.to_string() })
+}
+
+impl EdgeNode {
+    pub async fn start(cfg: EdgeConfig) -> Result<EdgeNode, EdgeError> {
+        let identity = NodeIdentity::load(&cfg.cert_dir).map_err(|e| EdgeError::Identity {
+            dir: cfg.cert_dir.display().to_string(),
+            message: format!("{e} (create it with `skyrelay cluster-ca issue`)"),
+        })?;
+        let registry = Registry::new();
+        let window = WindowConfig { max_segments: cfg.window_segments, ..WindowConfig::default() };
+        let limits = HubLimits { max_channels: cfg.max_channels, ..HubLimits::default() };
+        let hub = Arc::new(Hub::with_limits(window, limits));
+
+        let http = bind("http.listen", cfg.http.listen).await?;
+        let admin_listener = bind("admin.listen", cfg.admin.listen).await?;
+        let local = |l: &TcpListener, key, addr| {
+            l.local_addr().map_err(|e| EdgeError::Bind { key, addr, message: e.to_string() })
+        };
+        let http_addr = local(&http, "http.listen", cfg.http.listen)?;
+        let admin_addr = local(&admin_listener, "admin.listen", cfg.admin.listen)?;
+
+        let client_metrics = RelayClientMetrics::new(&registry, "skyrelay_edge").map_err(setup("metrics"))?;
+        let client_cfg = RelayClientConfig::new(cfg.upstream.addr, cfg.upstream.server_name.clone());
+        let client = RelayClient::new(&identity, client_cfg, hub.clone(), client_metrics)
+            .map_err(setup("relay client"))?;
+        let upstream_metrics = UpstreamMetrics::register(&registry).map_err(setup("metrics"))?;
+        let source = Arc::new(UpstreamSource::new(
+            client,
+            hub.clone(),
+            cfg.max_channels,
+            Duration::from_secs(cfg.negative_cache_seconds),
+            upstream_metrics,
+        ));
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(skyrelay_common::http_tls::server_config(cert, key).map_err(setup("http tls"))?)
+            }
+            _ => None,
+        };
+        let delivery = Delivery::new(hub.clone(), cfg.http.delivery.clone(), &registry, "skyrelay_edge")
+            .map_err(setup("http delivery"))?
+            .with_source(source.clone());
+        let token = shutdown.clone();
+        tasks.spawn(delivery::serve(http, tls, Arc::new(delivery), async move { token.cancelled().await }));
+
+        let relay_addr = match cfg.relay.listen {
+            Some(addr) => {
+                let relay_cfg = RelayServerConfig::default();
+                let endpoint = relay_server::server_endpoint(addr, &identity, &relay_cfg)
+                    .map_err(|e| EdgeError::Bind { key: "relay.listen", addr, message: e.to_string() })?;
+                let bound = endpoint.local_addr().map_err(|e| EdgeError::Bind {
+                    key: "relay.listen",
+                    addr,
+                    message: e.to_string(),
+                })?;
+                let metrics =
+                    RelayServerMetrics::new(&registry, "skyrelay_edge").map_err(setup("metrics"))?;
+                let token = shutdown.clone();
+                let source: Arc<dyn RenditionSource> = source.clone();
+                tasks.spawn(relay_server::serve_source(endpoint, source, relay_cfg, metrics, async move {
+                    token.cancelled().await
+                }));
+                Some(bound)
+            }
+            None => None,
+        };
+
+        tasks.spawn(reap_idle(
+            source.clone(),
+            Duration::from_secs(cfg.idle_unsubscribe_seconds),
+            shutdown.clone(),
+        ));
+
+        let admin = Admin::new(registry.clone());
+        admin.set_ready(true);
+        let token = shutdown.clone();
+        tasks.spawn(admin::serve(admin_listener, admin, async move { token.cancelled().await }));
+
+        info!(http = %http_addr, admin = %admin_addr, relay = ?relay_addr, upstream = %cfg.upstream.addr,
+              node = %cfg.node_name, "edge ready");
+        Ok(EdgeNode {
+            http_addr,
+            admin_addr,
+            relay_addr,
+            hub,
+            source,
+            drain: Duration::from_secs(cfg.drain_seconds),
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops every listener and task, waiting at most the drain time.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.drain, self.tasks.wait()).await.is_err() {
+            warn!("edge did not drain in time");
+        }
+        info!("edge stopped");
+    }
+}
+
+/// Runs an edge until `shutdown` completes.
+pub async fn run(cfg: EdgeConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<(), EdgeError> {
+    let node = EdgeNode::start(cfg).await?;
+    shutdown.await;
+    info!("shutting down");
+    node.stop().await;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The watch page in a real browser: ffmpeg publishes RTMP to an origin, an edge relays the
+//! channel and serves `/watch/demo`, and headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from `web/`) plays it with hls.js in low-latency mode.
+//!
+//! `web/tests/watch.mjs` drives the browser and reports figures; this test judges them: the
+//! video's currentTime advances by at least 5 s, the player records no errors, hls.js reports
+//! a latency under 3 s throughout, the page names the edge and region serving it, and a
+//! channel nobody publishes shows "offline" and keeps retrying. The screenshot of the playing
+//! page is kept at `target/test-artifacts/watch-demo.png`, the driver's output beside it.
+//!
+//! Needs Chromium and `web/node_modules` (`scripts/test.sh` installs both).
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use skyrelay_edge::node::EdgeNode;
+use support::*;
+
+const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web");
+const MIN_ADVANCE_S: f64 = 5.0;
+const MAX_LATENCY_S: f64 = 3.0;
+/// A `token` on the page URL must reach the playlist URL (the edge here checks none).
+const TOKEN: &str = "page-token-1";
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts directory");
+    dir
+}
+
+fn check_prerequisites() {
+    let web = Path::new(WEB);
+    assert!(
+        chromium().is_file(),
+        "Chromium is missing at {}: run scripts/test.sh, which installs Debian's chromium",
+        chromium().display()
+    );
+    assert!(
+        web.join("node_modules/playwright-core").is_dir()
+            && web.join("node_modules/hls.js/dist/hls.min.js").is_file(),
+        "web/node_modules is missing: run `npm ci --prefix web` (scripts/test.sh does)"
+    );
+}
+
+/// The `key=value` pairs of the driver's `watch-result` line.
+fn parse_result(stdout: &str) -> HashMap<String, String> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("watch-result ")).unwrap_or("");
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn number(result: &HashMap<String, String>, key: &str, report: &str) -> f64 {
+    result
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no figure {key} in the driver's report:\n{report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_watch_page_from_an_edge() {
+    check_prerequisites();
+    let mut net = TestNet::new(&[]).await;
+    let relay = net.origin.relay_addr.expect("origin relay listener");
+    let mut cfg = edge_config(net.dir.path(), "edge-eu-1", relay, "origin-1");
+    cfg.region = "eu".into();
+    cfg.http.delivery.node_name = cfg.node_name.clone();
+    cfg.http.delivery.region = cfg.region.clone();
+    cfg.http.delivery.web_assets_dir = Path::new(WEB).join("node_modules/hls.js/dist");
+    net.edges.push(EdgeNode::start(cfg).await.expect("edge starts"));
+    let edge = net.edge(0).http_addr;
+
+    // The page and what it loads, over plain HTTP.
+    let (status, page) = http_text(&format!("http://{edge}/watch/demo")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("/web/hls.min.js") && page.contains("/web/watch.js"), "{page}");
+    let (status, player) = http_get(&format!("http://{edge}/web/hls.min.js")).await;
+    assert!(status == 200 && player.len() > 100_000, "hls.min.js: {status}, {} bytes", player.len());
+    let (_, info) = http_text(&format!("http://{edge}/web/info")).await;
+    assert_eq!(info, r#"{"node":"edge-eu-1","region":"eu"}"#);
+
+    let _ffmpeg = ffmpeg_publish(&net.publish_url(), 120);
+    let playlist = format!("http://{edge}/live/demo/source/index.m3u8");
+    wait_for("the edge to serve a playlist with 2 segments", Duration::from_secs(30), || async {
+        let (status, text) = http_text(&playlist).await;
+        (status == 200 && text.matches("#EXTINF").count() >= 2).then_some(())
+    })
+    .await;
+
+    let dir = artifacts();
+    let shot = dir.join("watch-demo.png");
+    let _ = std::fs::remove_file(&shot);
+    let out_path = dir.join("watch-demo.log");
+    let err_path = dir.join("watch-demo.stderr.log");
+    let child = Command::new("node")
+        .arg(Path::new(WEB).join("tests/watch.mjs"))
+        .args(["--url", &format!("http://{edge}/watch/demo?token={TOKEN}")])
+        .args(["--offline-url", &format!("http://{edge}/watch/nobody-here")])
+        .args(["--native-url", &format!("http://{edge}/watch/demo?player=native")])
+        .arg("--screenshot")
+        .arg(&shot)
+        .args(["--seconds", "6", "--timeout", "60"])
+        .arg("--chromium")
+        .arg(chromium())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("driver log"))
+        .stderr(std::fs::File::create(&err_path).expect("driver error log"))
+        .spawn()
+        .expect("node runs (Node.js is needed for the web UI)");
+    let mut driver = ChildGuard(child);
+    let exit = driver.wait_exit(Duration::from_secs(150)).await.expect("the browser driver finishes");
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let report = format!("{stdout}\n{stderr}");
+    println!("{report}");
+    assert!(exit.success(), "the browser driver failed ({exit}):\n{report}");
+
+    let r = parse_result(&stdout);
+    let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("");
+    assert_eq!(get("started"), "1", "the video never played:\n{report}");
+    assert_eq!(get("engine"), "hls.js", "{report}");
+    let advance = number(&r, "advance_s", &report);
+    assert!(advance >= MIN_ADVANCE_S, "currentTime advanced {advance:.2} s (< {MIN_ADVANCE_S} s):\n{report}");
+    assert_eq!(get("player_errors"), "0", "player errors:\n{report}");
+    assert_eq!(get("console_errors"), "0", "console errors or failed requests:\n{report}");
+    assert!(number(&r, "samples", &report) >= 10.0, "too few latency samples:\n{report}");
+    let latency = number(&r, "latency_max", &report);
+    assert!(
+        latency < MAX_LATENCY_S,
+        "hls.js latency reached {latency:.2} s (>= {MAX_LATENCY_S} s):\n{report}"
+    );
+    assert_eq!((get("node"), get("region")), ("edge-eu-1", "eu"), "{report}");
+    assert_eq!(get("token_carried"), "1", "the page's token was not passed to the playlist:\n{report}");
+    assert_eq!(get("native_engine"), "native", "{report}");
+    let native = number(&r, "native_advance_s", &report);
+    assert!(native >= 3.0, "native HLS advanced {native:.2} s:\n{report}");
+    assert_eq!(get("offline_state"), "offline", "a channel nobody publishes:\n{report}");
+    assert!(number(&r, "offline_attempts", &report) >= 2.0, "the offline page did not retry:\n{report}");
+
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "screenshot is not a PNG of a page");
+    net.stop().await;
+}
