@@ -235,6 +235,17 @@ async fn malformed_input(url: String) {
     let r = t.raw(Method::GET, "/v1/openapi.json", None, &[], None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.json["paths"]["/v1/channels"].is_object());
+    // Every documented path and method is routed (no "route not found"/405 answer).
+    let doc: serde_json::Value = serde_json::from_str(skyrelay_control_plane::api::OPENAPI).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|m| *m != "parameters") {
+            let concrete = path.replace("{name}", "x").replace("{channel}", "x");
+            let m: Method = method.to_uppercase().parse().unwrap();
+            let r = t.raw(m.clone(), &concrete, None, &[], None).await;
+            assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m} {path}");
+            assert_ne!(r.json["error"], "route not found", "{m} {path}");
+        }
+    }
     // Requests are counted by route and status.
     let text = prometheus::TextEncoder::new().encode_to_string(&t.registry.gather()).unwrap();
     assert!(

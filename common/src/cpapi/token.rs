@@ -223,3 +223,69 @@ impl KeyRing {
         Ok(claims)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpapi::types::PublicKey;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    use proptest::prelude::*;
+
+    fn ring_and_pair() -> (KeyRing, Ed25519KeyPair) {
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+        let set = KeySet {
+            keys: vec![PublicKey {
+                kid: "k1".into(),
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                alg: "EdDSA".into(),
+                x: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                not_after: None,
+            }],
+            revocations: vec![],
+            refresh_secs: 60,
+        };
+        (KeyRing::new(&set), pair)
+    }
+
+    fn sign(pair: &Ed25519KeyPair, c: &PlaybackClaims) -> String {
+        let input = signing_input(c);
+        assemble(&input, pair.sign(input.as_bytes()).as_ref())
+    }
+
+    #[test]
+    fn round_trip() {
+        let (ring, pair) = ring_and_pair();
+        let c = PlaybackClaims {
+            kid: "k1".into(),
+            ch: "c".into(),
+            iat: 10,
+            nbf: 10,
+            exp: 100,
+            net: None,
+            reg: None,
+        };
+        let t = sign(&pair, &c);
+        let at = Presented { channel: "c", client_ip: None, region: None };
+        assert_eq!(ring.verify(&t, at, 50), Ok(c));
+        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "URL-safe");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(s in ".{0,300}", cut in 0usize..200) {
+            let (ring, pair) = ring_and_pair();
+            let at = Presented { channel: "c", client_ip: None, region: None };
+            prop_assert!(ring.verify(&s, at, 0).is_err());
+            // A valid token cut short or with garbage appended is refused, not accepted.
+            let c = PlaybackClaims { kid: "k1".into(), ch: "c".into(), iat: 0, nbf: 0, exp: 100, net: None, reg: None };
+            let t = sign(&pair, &c);
+            let cut = cut.min(t.len() - 1);
+            prop_assert!(ring.verify(&t[..cut], at, 1).is_err());
+            let longer = format!("{t}{s}");
+            prop_assert!(s.is_empty() || ring.verify(&longer, at, 1).is_err());
+        }
+    }
+}
