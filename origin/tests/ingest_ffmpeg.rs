@@ -63,8 +63,18 @@ fn stream_spans(path: &Path) -> ((f64, f64), (f64, f64)) {
 }
 
 fn decode_errors(input: &str) -> String {
-    let (ok, _, err) =
-        run(Command::new("ffmpeg").args(["-hide_banner", "-v", "error", "-i", input, "-f", "null", "-"]));
+    let (ok, _, err) = run(Command::new("ffmpeg").args([
+        "-hide_banner",
+        "-v",
+        "error",
+        "-i",
+        input,
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "null",
+        "-",
+    ]));
     assert!(ok, "ffmpeg decode of {input} failed: {err}");
     err
 }
