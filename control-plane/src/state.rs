@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ConnectInfo;
 use http::request::Parts;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::ControlPlaneConfig;
 use crate::metrics::Metrics;
@@ -27,7 +27,12 @@ pub struct AppState {
     pub live_changes: watch::Sender<u64>,
     /// Per-region edge assignment (bounded-load ring over the region's healthy edges).
     pub assigners: Mutex<HashMap<String, BoundedAssigner>>,
+    /// Bounds the where-is long-polls held at once; past it, answers come back at once.
+    pub waiters: Arc<Semaphore>,
 }
+
+/// Most where-is long-polls held at the same time.
+pub const MAX_WAITERS: usize = 10_000;
 
 impl AppState {
     /// Builds the state.
@@ -45,6 +50,7 @@ impl AppState {
             login: Mutex::new(login),
             live_changes: watch::channel(0).0,
             assigners: Mutex::new(HashMap::new()),
+            waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
             cfg,
         }
     }

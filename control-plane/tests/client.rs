@@ -6,7 +6,6 @@ mod support;
 
 use std::time::Duration;
 
-use skyrelay_common::cpapi::token::Presented;
 use skyrelay_common::cpapi::{ControlPlaneClient, Heartbeat, KeyRing, NodeRole, RegisterNode};
 use skyrelay_control_plane::store::channels::ChannelUpdate;
 use skyrelay_control_plane::{App, ControlPlaneConfig, serve};
@@ -105,7 +104,6 @@ async fn node_client_end_to_end() {
     let keys = client.keys().await.unwrap();
     assert_eq!(keys.keys.len(), 1);
     assert!(!KeyRing::new(&keys).is_empty());
-    let _ = Presented { channel: "show", client_ip: None, region: None };
 
     // Control plane down: calls fail as unreachable (not refusals), so nodes keep cached state.
     cp.stop().await;

@@ -126,7 +126,14 @@ pub async fn where_is(
     ApiQuery(q): ApiQuery<WhereQuery>,
 ) -> Result<Json<WhereIsChannel>, ApiError> {
     check_name("channel name", &name)?;
-    let wait = Duration::from_millis(q.wait.unwrap_or(0).min(state.cfg.max_wait_ms));
+    let mut wait = Duration::from_millis(q.wait.unwrap_or(0).min(state.cfg.max_wait_ms));
+    let _permit = match state.waiters.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            wait = Duration::ZERO;
+            None
+        }
+    };
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = state.live_changes.subscribe();
     loop {
