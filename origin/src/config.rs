@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use skyrelay_common::config::{ConfigError, Validate, check_range};
+use skyrelay_common::config::{ConfigError, NodeControlPlaneConfig, Validate, check_range};
 
 /// Everything an origin needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +23,10 @@ pub struct OriginConfig {
     pub admin: AdminConfig,
     pub packager: PackagerSettings,
     pub relay: RelaySettings,
+    /// Recording of live sessions (off by default).
+    pub recording: RecordingSettings,
+    /// The control plane that authorises publishes and learns where channels are live.
+    pub control_plane: NodeControlPlaneConfig,
     /// Stream keys accepted until a control plane is configured.
     pub keys: Vec<StreamKeyEntry>,
     /// Seconds to wait for connections to finish on shutdown.
@@ -39,6 +43,8 @@ impl Default for OriginConfig {
             admin: AdminConfig::default(),
             packager: PackagerSettings::default(),
             relay: RelaySettings::default(),
+            recording: RecordingSettings::default(),
+            control_plane: NodeControlPlaneConfig::default(),
             keys: Vec::new(),
             drain_seconds: 5,
         }
@@ -151,6 +157,143 @@ pub struct RelaySettings {
     pub cert_dir: Option<PathBuf>,
 }
 
+/// `[recording]`: spool to local disk, upload to storage (see `crate::recorder`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSettings {
+    pub enabled: bool,
+    /// Channels to record; empty records every channel.
+    pub channels: Vec<String>,
+    /// Local spool (fsync'd segments waiting for upload; kept across restarts).
+    pub spool_dir: PathBuf,
+    /// Bound of the spool; past it new segments are dropped (and the recording is partial).
+    pub max_spool_bytes: u64,
+    /// A publisher back within this many seconds continues the same recording.
+    pub reconnect_gap_seconds: u64,
+    /// Longest wait between upload retries.
+    pub max_retry_backoff_seconds: u64,
+    pub storage: StorageSettings,
+}
+
+impl Default for RecordingSettings {
+    fn default() -> Self {
+        RecordingSettings {
+            enabled: false,
+            channels: Vec::new(),
+            spool_dir: "data/recording-spool".into(),
+            max_spool_bytes: 10 * 1024 * 1024 * 1024,
+            reconnect_gap_seconds: 30,
+            max_retry_backoff_seconds: 10,
+            storage: StorageSettings::default(),
+        }
+    }
+}
+
+/// `[recording.storage]`: `kind = "local"` (with `dir`) or `kind = "s3"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StorageSettings {
+    /// Objects in a local directory.
+    Local { dir: PathBuf },
+    /// Objects in an S3 bucket (or an S3-compatible server).
+    S3(S3Settings),
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings::Local { dir: "data/recordings".into() }
+    }
+}
+
+/// S3 (or S3-compatible) storage.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// e.g. `http://127.0.0.1:9000` for an S3-compatible server; unset uses AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Both set: static credentials; else the standard AWS chain (environment, profile,
+    /// web identity, instance metadata).
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_request_timeout() -> u64 {
+    30
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("path_style", &self.path_style)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl RecordingSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("recording.max_spool_bytes", self.max_spool_bytes, 16 * 1024 * 1024, u64::MAX)?;
+        check_range("recording.reconnect_gap_seconds", self.reconnect_gap_seconds, 0, 3600)?;
+        check_range("recording.max_retry_backoff_seconds", self.max_retry_backoff_seconds, 1, 600)?;
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("recording.spool_dir", "must not be empty"));
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            if !valid_channel_name(c) {
+                return Err(ConfigError::invalid(
+                    format!("recording.channels[{i}]"),
+                    format!("{c:?} is not a channel name"),
+                ));
+            }
+        }
+        match &self.storage {
+            StorageSettings::Local { dir } if dir.as_os_str().is_empty() => {
+                Err(ConfigError::invalid("recording.storage.dir", "must not be empty"))
+            }
+            StorageSettings::Local { .. } => Ok(()),
+            StorageSettings::S3(s3) => {
+                if s3.bucket.is_empty() {
+                    return Err(ConfigError::invalid("recording.storage.bucket", "must not be empty"));
+                }
+                if s3.access_key.is_some() != s3.secret_key.is_some() {
+                    return Err(ConfigError::invalid(
+                        "recording.storage.access_key",
+                        "set both access_key and secret_key, or neither (the standard AWS chain)",
+                    ));
+                }
+                if let Some(e) = &s3.endpoint
+                    && !(e.starts_with("http://") || e.starts_with("https://"))
+                {
+                    return Err(ConfigError::invalid(
+                        "recording.storage.endpoint",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                check_range("recording.storage.request_timeout_seconds", s3.request_timeout_seconds, 1, 3600)
+            }
+        }
+    }
+}
+
 /// A stream key and the channel it publishes to.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +334,7 @@ impl Validate for OriginConfig {
         }
         check_range("packager.window_segments", self.packager.window_segments, 3, 1000)?;
         check_range("drain_seconds", self.drain_seconds, 0, 600)?;
+        self.recording.validate()?;
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return Err(ConfigError::invalid(
                 "http.tls_cert",
@@ -203,6 +347,7 @@ impl Validate for OriginConfig {
                 "the relay needs cluster certificates: run `skyrelay cluster-ca init` and `issue`",
             ));
         }
+        self.control_plane.resolve()?;
         for (i, entry) in self.keys.iter().enumerate() {
             if entry.key.len() < 8 {
                 return Err(ConfigError::invalid(

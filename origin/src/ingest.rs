@@ -23,6 +23,7 @@ use crate::config::{OriginConfig, valid_channel_name};
 use crate::keys::PublishAuthority;
 use crate::metrics::OriginMetrics;
 use crate::publishers::{Claim, Publishers};
+use crate::recorder::Recorder;
 use crate::rtmp::{ServerSession, SessionConfig, SessionEvent, StreamMetadata};
 
 /// The rendition name of a channel's published stream.
@@ -35,6 +36,8 @@ pub struct IngestContext {
     pub auth: Arc<dyn PublishAuthority>,
     pub publishers: Arc<Publishers>,
     pub metrics: OriginMetrics,
+    /// Gets every applied event too, when recording is enabled.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// Accepts RTMP connections until `shutdown` is cancelled, then waits for the
@@ -281,7 +284,7 @@ impl<'a> Connection<'a> {
             } else {
                 packager.push_audio(timestamp, data)
             };
-            apply_events(packager, &p.rendition, &p.claim.channel, metrics);
+            apply_events(packager, &p.rendition, &p.claim.channel, metrics, self.ctx.recorder.as_deref());
             pushed
         });
         match pushed {
@@ -298,7 +301,7 @@ impl<'a> Connection<'a> {
         let metrics = &self.ctx.metrics;
         p.claim.packaging.with_packager(p.claim.id, |packager| {
             packager.end_session();
-            apply_events(packager, &p.rendition, &p.claim.channel, metrics);
+            apply_events(packager, &p.rendition, &p.claim.channel, metrics, self.ctx.recorder.as_deref());
         });
         self.ctx.publishers.release(&p.claim);
         metrics.forget_channel(&p.claim.channel);
@@ -332,6 +335,7 @@ fn apply_events(
     rendition: &Rendition,
     channel: &str,
     metrics: &OriginMetrics,
+    recorder: Option<&Recorder>,
 ) {
     while let Some(event) = packager.poll_event() {
         if let MediaEvent::PartEnd { ends_segment, .. } = &event {
@@ -340,8 +344,14 @@ fn apply_events(
                 metrics.segments.with_label_values(&[channel]).inc();
             }
         }
-        if let Err(e) = rendition.apply(event, now_unix_ms()) {
-            warn!(%channel, error = %e, "live window rejected a packager event");
+        let for_recorder = recorder.map(|r| (r, event.clone()));
+        match rendition.apply(event, now_unix_ms()) {
+            Ok(()) => {
+                if let Some((r, event)) = &for_recorder {
+                    r.on_event(rendition, event);
+                }
+            }
+            Err(e) => warn!(%channel, error = %e, "live window rejected a packager event"),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`ingest`]: the RTMP listener and per-connection loop.
 //! - [`metrics`]: `skyrelay_origin_*` Prometheus metrics.
 //! - [`node`]: starts and stops everything.
+//! - [`recorder`]: recordings: segments spooled to disk, uploaded to storage (local or S3).
 
 pub mod cmaf;
 pub mod codec;
@@ -26,4 +27,5 @@ pub mod metrics;
 pub mod node;
 pub mod packager;
 pub mod publishers;
+pub mod recorder;
 pub mod rtmp;

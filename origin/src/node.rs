@@ -24,6 +24,7 @@ use crate::keys::{PublishAuthority, StaticKeys};
 use crate::metrics::OriginMetrics;
 use crate::packager::PackagerConfig;
 use crate::publishers::Publishers;
+use crate::recorder::{Recorder, RecorderError};
 
 /// Why an origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,9 @@ pub enum OriginError {
     /// TLS material could not be loaded.
     #[error("tls: {0}")]
     Tls(String),
+    /// The recorder could not start (`[recording]`).
+    #[error("recording: {0}")]
+    Recorder(#[from] RecorderError),
 }
 
 /// A running origin.
@@ -51,6 +55,8 @@ pub struct OriginNode {
     pub relay_addr: Option<SocketAddr>,
     pub hub: Arc<Hub>,
     pub registry: Registry,
+    /// The recorder, when `recording.enabled`.
+    pub recorder: Option<Arc<Recorder>>,
     drain: Duration,
     ingest_shutdown: CancellationToken,
     shutdown: CancellationToken,
@@ -95,7 +101,19 @@ impl OriginNode {
         };
         let publishers = Arc::new(Publishers::new(packager, cfg.rtmp.max_publishers, cfg.rtmp.on_conflict));
         let auth = auth.unwrap_or_else(|| Arc::new(StaticKeys::new(cfg.keys.clone())));
-        let ctx = Arc::new(IngestContext { cfg: cfg.clone(), hub: hub.clone(), auth, publishers, metrics });
+        let recorder = if cfg.recording.enabled {
+            Some(Recorder::start(&cfg.recording, &registry).await?)
+        } else {
+            None
+        };
+        let ctx = Arc::new(IngestContext {
+            cfg: cfg.clone(),
+            hub: hub.clone(),
+            auth,
+            publishers,
+            metrics,
+            recorder: recorder.clone(),
+        });
 
         let shutdown = CancellationToken::new();
         let ingest_shutdown = CancellationToken::new();
@@ -121,15 +139,24 @@ impl OriginNode {
         let relay_addr = match (&cfg.relay.listen, &cfg.relay.cert_dir) {
             (Some(addr), Some(dir)) => {
                 let identity = NodeIdentity::load(dir).map_err(|e| {
-                    OriginError::Tls(format!("relay.cert_dir {}: {e} (create it with `skyrelay cluster-ca issue`)", dir.display()))
+                    OriginError::Tls(format!(
+                        "relay.cert_dir {}: {e} (create it with `skyrelay cluster-ca issue`)",
+                        dir.display()
+                    ))
                 })?;
                 let relay_cfg = RelayServerConfig::default();
                 let endpoint = relay_server::server_endpoint(*addr, &identity, &relay_cfg).map_err(|e| {
-                    OriginError::Bind { key: "relay.listen", addr: *addr, source: std::io::Error::other(e.to_string()) }
+                    OriginError::Bind {
+                        key: "relay.listen",
+                        addr: *addr,
+                        source: std::io::Error::other(e.to_string()),
+                    }
                 })?;
-                let bound = endpoint
-                    .local_addr()
-                    .map_err(|source| OriginError::Bind { key: "relay.listen", addr: *addr, source })?;
+                let bound = endpoint.local_addr().map_err(|source| OriginError::Bind {
+                    key: "relay.listen",
+                    addr: *addr,
+                    source,
+                })?;
                 let metrics = RelayServerMetrics::new(&registry, "skyrelay_origin")?;
                 let token = shutdown.clone();
                 tasks.spawn(relay_server::serve(endpoint, hub.clone(), relay_cfg, metrics, async move {
@@ -154,6 +181,7 @@ impl OriginNode {
             relay_addr,
             hub,
             registry,
+            recorder,
             drain: Duration::from_secs(cfg.drain_seconds),
             ingest_shutdown,
             shutdown,
@@ -169,6 +197,9 @@ impl OriginNode {
         self.ingest_tasks.close();
         if tokio::time::timeout(self.drain, self.ingest_tasks.wait()).await.is_err() {
             warn!("ingest did not drain in time");
+        }
+        if let Some(recorder) = &self.recorder {
+            recorder.stop(self.drain).await;
         }
         self.shutdown.cancel();
         self.tasks.close();
