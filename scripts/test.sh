@@ -33,5 +33,11 @@ if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.pa
   npm ci --prefix web --no-audit --no-fund
 fi
 
+# The recording tests run a real S3-compatible server on loopback (newer s3s-fs needs Rust 1.96).
+if ! command -v s3s-fs >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  echo "==> cargo install s3s-fs (S3-compatible server for the recording tests)"
+  cargo install s3s-fs@0.14.1 --features binary --locked
+fi
+
 echo "==> cargo test (workspace)"
 cargo test --workspace --locked "$@"
