@@ -222,7 +222,9 @@ stop_origin
 
 # --- table -----------------------------------------------------------------------------
 TABLE=$WORK/table.md
-jq -rs --argjson viewers "$VIEWERS" -f /dev/stdin "$WORK/nginx-rtmp.full.json" \
+NGX_LABEL="nginx-rtmp (HLS)"
+[ "${NGINX_EDGE:-0}" = 1 ] && NGX_LABEL="nginx-rtmp via nginx proxy_cache edge (HLS)"
+jq -rs --argjson viewers "$VIEWERS" --arg ngx "$NGX_LABEL" -f /dev/stdin "$WORK/nginx-rtmp.full.json" \
   "$WORK/skyrelay-ll-hls.full.json" "$WORK/skyrelay-hls.full.json" >"$TABLE" <<'JQ'
 def g: .groups[0];
 def reqs: (g.requests | to_entries | map(.value) | add) // 0;
@@ -231,7 +233,7 @@ def r(a; b): if b > 0 then ((a / b) * 100 | round / 100 | tostring) + "×" else 
 def f(x): (x * 10 | round / 10 | tostring);
 def row(name; fn): [name] + (map(fn | f(.))) + [r(.[1] | fn; .[0] | fn)];
 . as $all |
-["| metric | nginx-rtmp (HLS) | Skyrelay (LL-HLS) | Skyrelay (HLS) | Skyrelay LL ÷ nginx |",
+["| metric | " + $ngx + " | Skyrelay origin (LL-HLS) | Skyrelay origin (HLS) | Skyrelay LL ÷ nginx |",
  "|---|---:|---:|---:|---:|",
  ($all | row("frame latency p50 (ms)"; g.latency_ms.p50)),
  ($all | row("frame latency p99 (ms)"; g.latency_ms.p99)),
