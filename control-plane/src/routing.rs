@@ -71,3 +71,13 @@ pub async fn choose_origin(state: &AppState, region: &str) -> Result<Option<Node
     }
     Ok(None)
 }
+
+/// The shield edge of `channel` in `region`: the first healthy edge of the region on the
+/// channel's (unbounded) hash ring, so every edge of the region agrees on it.
+pub async fn shield_edge(state: &AppState, region: &str, channel: &str) -> Result<Option<Node>, ApiError> {
+    let edges: Vec<Node> =
+        healthy(state, NodeRole::Edge).await?.into_iter().filter(|n| n.region == region).collect();
+    let names: Vec<&str> = edges.iter().map(|n| n.name.as_str()).collect();
+    let ring = HashRing::new(&names, HashRing::DEFAULT_VNODES);
+    Ok(ring.first(channel).and_then(|name| edges.iter().find(|n| n.name == name).cloned()))
+}

@@ -406,6 +406,19 @@ async fn routing_and_tokens(url: String) {
     let fb = play("/v1/route/play/open", "10.1.0.5:1", None).await;
     assert_eq!((fb.json["edge"].as_str(), fb.json["region"].as_str()), (Some("us-1"), Some("us")));
 
+    // Shield edge: the same for every asker in a region, always a healthy edge of it.
+    t.register_node("us-2", "edge", "us").await;
+    let w1 = t.node(Method::GET, "/v1/channels/open/where?region=us", None).await;
+    let w2 = t.node(Method::GET, "/v1/channels/open/where?region=us", None).await;
+    let shield = w1.json["shield"]["name"].as_str().unwrap().to_string();
+    assert!(shield.starts_with("us-"), "{:?}", w1.json);
+    assert_eq!(w2.json["shield"]["name"], shield.as_str());
+    assert!(
+        t.node(Method::GET, "/v1/channels/open/where?region=eu", None).await.json["shield"].is_null(),
+        "no healthy eu edge"
+    );
+    t.register_node("us-2", "edge", "us").await;
+
     // Private channel: token only for signed-in users; it verifies with the published keys.
     assert_eq!(play("/v1/route/play/secret", "10.2.0.1:1", None).await.status, StatusCode::UNAUTHORIZED);
     let r = t

@@ -122,6 +122,10 @@ pub struct WhereIsChannel {
     /// Whether playback needs a token (edges refuse requests without one).
     #[serde(default)]
     pub private: bool,
+    /// With `?region=R`: the channel's shield edge in R (the first healthy edge of R on the
+    /// channel's hash ring), which the region's other edges pull through.
+    #[serde(default)]
+    pub shield: Option<NodeAddress>,
 }
 
 /// One public key of the playback-token key set.

@@ -17,6 +17,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, check_name};
 use crate::routing;
 use crate::state::AppState;
 use crate::store::live::LiveEntry;
+use crate::store::nodes::Node;
 use crate::store::now_ms;
 
 /// How often a waiting long-poll re-reads the store (changes made by another control
@@ -46,6 +47,16 @@ pub async fn authorize(
     }
 }
 
+fn address(n: Node, state: &AppState) -> NodeAddress {
+    NodeAddress {
+        healthy: n.healthy(now_ms(), state.node_timeout_ms()),
+        name: n.name,
+        region: n.region,
+        public_url: n.public_url,
+        relay_addr: n.relay_addr,
+    }
+}
+
 async fn answer(
     state: &AppState,
     channel: &str,
@@ -53,17 +64,11 @@ async fn answer(
 ) -> Result<WhereIsChannel, ApiError> {
     let version = entry.as_ref().map_or(0, |e| u64::try_from(e.version).unwrap_or(0));
     let origin = match entry.and_then(|e| e.node) {
-        Some(name) => state.store.node(&name).await?.map(|n| NodeAddress {
-            healthy: n.healthy(now_ms(), state.node_timeout_ms()),
-            name: n.name,
-            region: n.region,
-            public_url: n.public_url,
-            relay_addr: n.relay_addr,
-        }),
+        Some(name) => state.store.node(&name).await?.map(|n| address(n, state)),
         None => None,
     };
     let private = state.store.channel(channel).await?.is_some_and(|c| c.private);
-    Ok(WhereIsChannel { channel: channel.to_string(), origin, version, private })
+    Ok(WhereIsChannel { channel: channel.to_string(), origin, version, private, shield: None })
 }
 
 async fn report(state: &AppState, body: &LiveReport, live: bool) -> Result<WhereIsChannel, ApiError> {
@@ -116,6 +121,9 @@ pub struct WhereQuery {
     /// Longest hold in ms (capped by `max_wait_ms`).
     #[serde(default)]
     wait: Option<u64>,
+    /// The asking edge's region: the answer then names the channel's shield edge there.
+    #[serde(default)]
+    region: Option<String>,
 }
 
 /// `GET /v1/channels/{name}/where`.
@@ -142,7 +150,12 @@ pub async fn where_is(
         let version = entry.as_ref().map_or(0, |e| u64::try_from(e.version).unwrap_or(0));
         let now = tokio::time::Instant::now();
         if q.version.is_none_or(|v| v != version) || now >= deadline {
-            return Ok(Json(answer(&state, &name, entry).await?));
+            let mut a = answer(&state, &name, entry).await?;
+            if let Some(region) = q.region.as_deref() {
+                check_name("region", region)?;
+                a.shield = routing::shield_edge(&state, region, &name).await?.map(|n| address(n, &state));
+            }
+            return Ok(Json(a));
         }
         let until = deadline.min(now + REPOLL);
         tokio::select! {
