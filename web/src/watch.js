@@ -12,6 +12,10 @@
   const RETRY_MAX_MS = 15000;
   const TICK_MS = 250;
   const MAX_ERRORS = 100;
+  // After a stall, hls.js stays behind for good once it is more than a target duration late
+  // (it takes that for DVR playback); past this much beyond its target, jump back to live.
+  const JUMP_BEHIND_S = 1.5;
+  const JUMP_EVERY_MS = 2000;
 
   const $ = (id) => document.getElementById(id);
   const video = $('video');
@@ -35,6 +39,10 @@
     targetLatency: null,
     errors: [],
     attempts: 0,
+    stalls: 0,
+    liveJumps: 0,
+    bufferAhead: 0,
+    playbackRate: 1,
     nextRetryMs: null,
     node: null,
     region: null,
@@ -46,6 +54,8 @@
   let retryTimer = null;
   let retryDelay = RETRY_FIRST_MS;
   let mediaRecoveries = 0;
+  let behindAfterStall = false;
+  let lastJump = 0;
 
   function recordError(source, type, details, fatal) {
     if (stats.errors.length >= MAX_ERRORS) stats.errors.shift();
@@ -153,6 +163,7 @@
   function startHls() {
     stats.engine = 'hls.js';
     mediaRecoveries = 0;
+    behindAfterStall = false;
     hls = new window.Hls({
       lowLatencyMode: true,
       backBufferLength: 30,
@@ -160,6 +171,10 @@
       maxLiveSyncPlaybackRate: 1.5,
     });
     hls.on(window.Hls.Events.ERROR, (_event, data) => {
+      if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
+        stats.stalls += 1;
+        behindAfterStall = true;
+      }
       recordError('hls.js', data.type, data.details, !!data.fatal);
       if (!data.fatal) return;
       if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries < 2) {
@@ -217,12 +232,38 @@
     if (native) scheduleRetry('media error');
   });
 
+  // Back to the live edge once playback resumes after a stall left it far behind.
+  function catchUp() {
+    if (!behindAfterStall || !stats.playing || stats.latency === null || stats.targetLatency === null) return;
+    if (stats.latency <= stats.targetLatency + JUMP_BEHIND_S) {
+      behindAfterStall = false;
+      return;
+    }
+    const live = finite(hls.liveSyncPosition);
+    if (live !== null && live > video.currentTime && Date.now() - lastJump > JUMP_EVERY_MS) {
+      lastJump = Date.now();
+      stats.liveJumps += 1;
+      video.currentTime = live;
+    }
+  }
+
+  function bufferAhead() {
+    const b = video.buffered;
+    for (let i = 0; i < b.length; i++) {
+      if (b.start(i) <= video.currentTime + 0.1 && video.currentTime < b.end(i)) return b.end(i) - video.currentTime;
+    }
+    return 0;
+  }
+
   setInterval(() => {
     stats.currentTime = video.currentTime;
     stats.playing = !video.paused && !video.ended && video.readyState > 2;
+    stats.bufferAhead = bufferAhead();
+    stats.playbackRate = video.playbackRate;
     if (hls) {
       stats.latency = finite(hls.latency);
       stats.targetLatency = finite(hls.targetLatency);
+      catchUp();
     } else if (native && video.seekable.length > 0) {
       stats.latency = finite(video.seekable.end(video.seekable.length - 1) - video.currentTime);
     }

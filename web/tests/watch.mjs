@@ -3,12 +3,13 @@
 //
 //   node web/tests/watch.mjs --url http://127.0.0.1:PORT/watch/demo --screenshot out.png \
 //     [--offline-url http://…/watch/nothing] [--native-url http://…/watch/demo?player=native]
-//     [--seconds 6] [--timeout 60] [--chromium /usr/bin/chromium]
+//     [--cut-seconds 4] [--seconds 6] [--timeout 60] [--chromium /usr/bin/chromium]
 //
 // Output (stdout), one line each:
 //   watch-result key=value …     figures (seconds as decimals), see `result` below
 //   watch-errors JSON            player errors recorded by the page (window.skyrelayStats.errors)
 //   watch-console JSON           console errors, uncaught page errors, failed requests
+//   watch-timeline JSON          samples while playing: [s, currentTime, latency, target, buffer ahead, rate]
 // Exit status: 0 when the run completed (whatever the figures), 2 when it could not run.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -22,6 +23,7 @@ const { values: opts } = parseArgs({
     screenshot: { type: 'string' },
     'offline-url': { type: 'string' },
     'native-url': { type: 'string' },
+    'cut-seconds': { type: 'string' },
     seconds: { type: 'string', default: '6' },
     timeout: { type: 'string', default: '60' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
@@ -51,7 +53,7 @@ const ARGS = [
 const hardStop = setTimeout(() => {
   console.error('watch.mjs: overall deadline passed');
   process.exit(2);
-}, timeoutMs + 30000);
+}, timeoutMs + 120000);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const snapshot = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.skyrelayStats || null)));
@@ -84,22 +86,47 @@ async function watch(browser, consoleLog) {
   const deadline = start + timeoutMs;
   await page.goto(opts.url, { waitUntil: 'load', timeout: timeoutMs });
 
-  const r = { started: 0, live_after_s: null, advance_s: 0, wall_s: 0, samples: 0 };
+  // played_s sums the sampled currentTime steps, leaving out jumps to the live edge (a step
+  // larger than twice the wall time that passed); advance_s is the plain difference.
+  const r = { started: 0, live_after_s: null, played_s: 0, advance_s: 0, wall_s: 0, samples: 0 };
   const latencies = [];
+  const steady = [];
+  const timeline = [];
   let first = null;
+  let prev = null;
   let stats = null;
+  let stallSeen = 0;
+  let lastStallAt = -Infinity;
   while (Date.now() < deadline) {
     stats = await snapshot(page);
+    const now = Date.now();
+    if (stats && stats.stalls > stallSeen) {
+      stallSeen = stats.stalls;
+      lastStallAt = now;
+    }
     if (stats && stats.state === 'live' && stats.playing) {
       if (first === null) {
-        first = { wall: Date.now(), currentTime: stats.currentTime };
+        first = { wall: now, currentTime: stats.currentTime };
         r.started = 1;
         r.live_after_s = (first.wall - start) / 1000;
       }
-      if (stats.latency !== null) latencies.push(stats.latency);
+      if (prev !== null) {
+        const step = stats.currentTime - prev.currentTime;
+        if (step > 0 && step <= (2 * (now - prev.wall)) / 1000 + 0.1) r.played_s += step;
+      }
+      prev = { wall: now, currentTime: stats.currentTime };
+      if (stats.latency !== null) {
+        latencies.push(stats.latency);
+        // Steady: no stall in the last 5 s.
+        if (now - lastStallAt > 5000) steady.push(stats.latency);
+      }
+      const round = (x) => (typeof x === 'number' ? Math.round(x * 100) / 100 : null);
+      timeline.push([round((now - first.wall) / 1000), round(stats.currentTime), round(stats.latency),
+        round(stats.targetLatency), round(stats.bufferAhead), stats.playbackRate]);
       r.advance_s = stats.currentTime - first.currentTime;
-      r.wall_s = (Date.now() - first.wall) / 1000;
-      if (r.advance_s >= wantSeconds) break;
+      r.wall_s = (now - first.wall) / 1000;
+      // After a stall, go on until playback has been steady for a while again.
+      if (r.played_s >= wantSeconds && now - lastStallAt > 8000) break;
     }
     await sleep(250);
   }
@@ -110,13 +137,20 @@ async function watch(browser, consoleLog) {
   r.latency_min = latencies.length ? Math.min(...latencies) : null;
   r.latency_median = median(latencies);
   r.latency_max = latencies.length ? Math.max(...latencies) : null;
+  r.steady_samples = steady.length;
+  r.latency_max_steady = steady.length ? Math.max(...steady) : null;
   r.latency_last = stats ? stats.latency : null;
   r.target_latency = stats ? stats.targetLatency : null;
   r.state = stats ? stats.state : 'nostats';
   r.engine = (stats && stats.engine) || 'none';
   r.node = (stats && stats.node) || 'none';
   r.region = (stats && stats.region) || 'none';
+  r.stalls = stats ? stats.stalls : 0;
+  r.live_jumps = stats ? stats.liveJumps : 0;
   r.player_errors = stats ? stats.errors.length : 0;
+  // Everything but running short of media for a moment (counted in `stalls`).
+  const STALL = ['bufferStalledError', 'bufferNudgeOnStall', 'bufferSeekOverHole'];
+  r.other_errors = stats ? stats.errors.filter((e) => !STALL.includes(e.details)).length : 0;
   r.fatal_errors = stats ? stats.errors.filter((e) => e.fatal).length : 0;
   r.hls_version = await page.evaluate(() => (window.Hls ? window.Hls.version : 'none'));
   r.master_requests = masters.length;
@@ -125,8 +159,51 @@ async function watch(browser, consoleLog) {
     r.token_carried = masters.length > 0 && carried === masters.length ? 1 : 0;
   }
   r.overlay = await page.evaluate(() => document.getElementById('status').textContent.replace(/\s+/g, '_'));
+  // Counted before the network cut, whose failed requests are expected.
+  r.console_errors = consoleLog.length;
+  if (opts['cut-seconds']) Object.assign(r, await networkCut(page, Number(opts['cut-seconds'])));
   await page.close();
-  return { r, errors: stats ? stats.errors : [] };
+  return { r, errors: stats ? stats.errors : [], timeline };
+}
+
+// The browser loses the network for a while (after the figures above are taken): the page
+// must get back to live playback near the live edge by itself once it returns.
+async function networkCut(page, seconds) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  const conditions = (offline) => ({ offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  const before = await snapshot(page);
+  await cdp.send('Network.emulateNetworkConditions', conditions(true));
+  await sleep(seconds * 1000);
+  const during = await snapshot(page);
+  await cdp.send('Network.emulateNetworkConditions', conditions(false));
+  const back = Date.now();
+  const deadline = back + 30000;
+  let stats = during;
+  let recovered = null;
+  let steadySince = null;
+  while (Date.now() < deadline) {
+    stats = await snapshot(page);
+    const near = stats.state === 'live' && stats.playing && stats.latency !== null && stats.latency > 0 &&
+      stats.latency < 3;
+    if (near && steadySince === null) steadySince = Date.now();
+    if (!near) steadySince = null;
+    // Near the live edge for 2 s in a row.
+    if (steadySince !== null && Date.now() - steadySince >= 2000) {
+      recovered = (steadySince - back) / 1000;
+      break;
+    }
+    await sleep(250);
+  }
+  await cdp.detach();
+  return {
+    cut_stalled: during.stalls > before.stalls || during.state !== 'live' ? 1 : 0,
+    cut_recovered_s: recovered,
+    cut_latency: stats.latency,
+    cut_jumps: stats.liveJumps - before.liveJumps,
+    cut_restarts: stats.attempts - before.attempts,
+    cut_fatal_errors: stats.errors.filter((e) => e.fatal).length,
+  };
 }
 
 // A channel nobody publishes: the page says offline and keeps retrying.
@@ -173,15 +250,15 @@ try {
   mkdirSync(dirname(opts.screenshot), { recursive: true });
   browser = await chromium.launch({ executablePath: opts.chromium, headless: true, args: ARGS });
   const consoleLog = [];
-  const { r, errors } = await watch(browser, consoleLog);
+  const { r, errors, timeline } = await watch(browser, consoleLog);
   if (opts['offline-url']) Object.assign(r, await offline(browser, opts['offline-url']));
   if (opts['native-url']) Object.assign(r, await nativePlayback(browser, opts['native-url']));
-  r.console_errors = consoleLog.length;
   r.browser = browser.version();
   const line = Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : v ?? 'none'}`);
   console.log(`watch-result ${line.join(' ')}`);
   console.log(`watch-errors ${JSON.stringify(errors)}`);
   console.log(`watch-console ${JSON.stringify(consoleLog.slice(0, 50))}`);
+  console.log(`watch-timeline ${JSON.stringify(timeline)}`);
   await browser.close();
   clearTimeout(hardStop);
 } catch (e) {
