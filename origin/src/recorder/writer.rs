@@ -110,14 +110,18 @@ async fn end(shared: &Shared, key: &str, ended_ms: u64) {
     let dir = {
         let mut st = shared.lock();
         let Some(rec) = st.recs.get(key) else { return };
-        let (channel, dir) = (rec.channel.clone(), rec.dir.clone());
+        let (channel, dir, on_disk) = (rec.channel.clone(), rec.dir.clone(), rec.meta_written);
         if st.active.get(&channel).is_some_and(|k| k == key) {
             st.active.remove(&channel);
         }
-        dir
+        // Nothing reached the disk (every segment dropped): nothing to journal.
+        on_disk.then_some(dir)
     };
     let entry = JournalEntry::End { ended_ms };
-    let written = blocking(move || spool::append_journal(&dir, &entry)).await;
+    let written = match dir {
+        Some(dir) => blocking(move || spool::append_journal(&dir, &entry)).await,
+        None => Ok(()),
+    };
     let mut st = shared.lock();
     if let Some(rec) = st.recs.get_mut(key) {
         if let Err(e) = written {
