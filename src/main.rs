@@ -29,9 +29,26 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run the control plane: users, channels, stream keys, nodes, routing, playback tokens.
+    ControlPlane {
+        /// TOML configuration (see config/control-plane.toml); SKYRELAY_* variables override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<ControlPlaneAction>,
+    },
     /// Manage the cluster CA that authenticates nodes to each other on the relay.
     #[command(subcommand)]
     ClusterCa(ClusterCa),
+}
+
+#[derive(Subcommand)]
+enum ControlPlaneAction {
+    /// Create an admin account and print its password once.
+    CreateAdmin {
+        /// User name of the admin.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +117,24 @@ async fn main() -> anyhow::Result<()> {
             let cfg: skyrelay_edge::config::EdgeConfig =
                 skyrelay_common::config::load(config.as_deref()).context("edge configuration")?;
             skyrelay_edge::node::run(cfg, shutdown_signal()).await.context("edge")?;
+        }
+        Command::ControlPlane { config, action } => {
+            let cfg: skyrelay_control_plane::ControlPlaneConfig =
+                skyrelay_common::config::load(config.as_deref()).context("control-plane configuration")?;
+            match action {
+                None => {
+                    let registry = prometheus::Registry::new();
+                    skyrelay_control_plane::run(cfg, &registry, shutdown_signal())
+                        .await
+                        .context("control plane")?;
+                }
+                Some(ControlPlaneAction::CreateAdmin { name }) => {
+                    let password = skyrelay_control_plane::create_admin_from_config(&cfg, &name)
+                        .await
+                        .context("creating the admin")?;
+                    println!("admin {name} created; password (shown once): {password}");
+                }
+            }
         }
         Command::ClusterCa(ClusterCa::Init { dir }) => {
             skyrelay_common::relay::tls::create_ca(&dir).context("creating the cluster CA")?;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use skyrelay_common::config::{ConfigError, Validate, check_range};
+use skyrelay_common::config::{ConfigError, NodeControlPlaneConfig, Validate, check_range};
 use skyrelay_common::delivery::DeliveryConfig;
 
 /// Everything an edge needs.
@@ -16,8 +16,11 @@ pub struct EdgeConfig {
     pub region: String,
     pub http: EdgeHttpConfig,
     pub admin: EdgeAdminConfig,
+    /// The static upstream, used when no control plane is configured.
     pub upstream: UpstreamConfig,
     pub relay: EdgeRelayConfig,
+    /// The control plane: where channels are live, playback-token keys, registration.
+    pub control_plane: NodeControlPlaneConfig,
     /// Directory with this node's cluster identity: `ca.pem`, `node.pem`, `node.key`.
     pub cert_dir: PathBuf,
     /// Complete segments kept per rendition.
@@ -42,6 +45,7 @@ impl Default for EdgeConfig {
             admin: EdgeAdminConfig::default(),
             upstream: UpstreamConfig::default(),
             relay: EdgeRelayConfig::default(),
+            control_plane: NodeControlPlaneConfig::default(),
             cert_dir: PathBuf::from("cluster/edge-1"),
             window_segments: 6,
             max_channels: 1000,
@@ -120,6 +124,7 @@ impl Validate for EdgeConfig {
         check_range("idle_unsubscribe_seconds", self.idle_unsubscribe_seconds, 1, 86_400)?;
         check_range("negative_cache_seconds", self.negative_cache_seconds, 0, 600)?;
         check_range("drain_seconds", self.drain_seconds, 0, 600)?;
+        self.control_plane.resolve()?;
         if self.upstream.server_name.is_empty() {
             return Err(ConfigError::invalid(
                 "upstream.server_name",

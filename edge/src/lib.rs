@@ -2,6 +2,7 @@
 //! from an upstream relay (an origin, or a shield edge of its region).
 //!
 //! Layout:
+//! - [`access`]: playback-token checks for private channels.
 //! - [`config`]: the typed edge configuration.
 //! - [`upstream`]: [`upstream::UpstreamSource`], the delivery hook that subscribes to a
 //!   channel upstream on its first request (coalesced per channel, misses remembered
@@ -13,6 +14,7 @@
 //! The edge never looks inside the media: the relay fills hub windows with opaque parts,
 //! and the shared delivery code builds playlists from them.
 
+pub mod access;
 pub mod config;
 pub mod node;
 pub mod outcome;

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use skyrelay_common::admin::{self, Admin};
+use skyrelay_common::cpapi::{
+    ControlPlaneClient, Heartbeat, NodeRole, RegisterNode, heartbeat_loop, spawn_key_refresher,
+};
 use skyrelay_common::delivery::{self, Delivery};
 use skyrelay_common::hub::{Hub, HubLimits};
 use skyrelay_common::relay::client::{RelayClient, RelayClientConfig};
@@ -19,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::access::TokenAccess;
 use crate::config::EdgeConfig;
-use crate::upstream::{UpstreamMetrics, UpstreamSource, reap_idle};
+use crate::upstream::{Routed, Upstream, UpstreamMetrics, UpstreamSource, reap_idle};
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +80,26 @@ impl EdgeNode {
         let admin_addr = local(&admin_listener, "admin.listen", cfg.admin.listen)?;
 
         let client_metrics = RelayClientMetrics::new(&registry, "skyrelay_edge").map_err(setup("metrics"))?;
-        let client_cfg = RelayClientConfig::new(cfg.upstream.addr, cfg.upstream.server_name.clone());
-        let client = RelayClient::new(&identity, client_cfg, hub.clone(), client_metrics)
-            .map_err(setup("relay client"))?;
+        let control_plane = cfg
+            .control_plane
+            .resolve()
+            .map_err(setup("control plane"))?
+            .map(|(url, secret)| ControlPlaneClient::new(&url, &secret));
+        let identity = Arc::new(identity);
+        let upstream = match &control_plane {
+            Some(cp) => {
+                Upstream::ControlPlane(Box::new(Routed::new(cp.clone(), identity.clone(), client_metrics)))
+            }
+            None => {
+                let client_cfg = RelayClientConfig::new(cfg.upstream.addr, cfg.upstream.server_name.clone());
+                let client = RelayClient::new(&identity, client_cfg, hub.clone(), client_metrics)
+                    .map_err(setup("relay client"))?;
+                Upstream::Static(client)
+            }
+        };
         let upstream_metrics = UpstreamMetrics::register(&registry).map_err(setup("metrics"))?;
         let source = Arc::new(UpstreamSource::new(
-            client,
+            upstream,
             hub.clone(),
             cfg.max_channels,
             Duration::from_secs(cfg.negative_cache_seconds),
@@ -90,6 +108,12 @@ impl EdgeNode {
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            token.cancelled().await;
+            let _ = stop_tx.send(true);
+        });
 
         let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
             (Some(cert), Some(key)) => {
@@ -100,6 +124,20 @@ impl EdgeNode {
         let delivery = Delivery::new(hub.clone(), cfg.http.delivery.clone(), &registry, "skyrelay_edge")
             .map_err(setup("http delivery"))?
             .with_source(source.clone());
+        let delivery = match &control_plane {
+            Some(cp) => {
+                let (keys, refresher) = spawn_key_refresher(cp.clone(), stop_rx.clone());
+                tasks.spawn(async move {
+                    let _ = refresher.await;
+                });
+                delivery.with_access(Arc::new(TokenAccess {
+                    source: source.clone(),
+                    keys,
+                    region: cfg.region.clone(),
+                }))
+            }
+            None => delivery,
+        };
         let token = shutdown.clone();
         tasks.spawn(delivery::serve(http, tls, Arc::new(delivery), async move { token.cancelled().await }));
 
@@ -130,6 +168,26 @@ impl EdgeNode {
             Duration::from_secs(cfg.idle_unsubscribe_seconds),
             shutdown.clone(),
         ));
+
+        if let Some(cp) = control_plane {
+            let node = RegisterNode {
+                name: cfg.node_name.clone(),
+                role: NodeRole::Edge,
+                region: cfg.region.clone(),
+                public_url: cfg
+                    .control_plane
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{http_addr}")),
+                rtmp_url: None,
+                relay_addr: cfg
+                    .control_plane
+                    .relay_addr
+                    .clone()
+                    .or_else(|| relay_addr.map(|a| a.to_string())),
+            };
+            tasks.spawn(heartbeat_loop(cp, node, Heartbeat::default, stop_rx));
+        }
 
         let admin = Admin::new(registry.clone());
         admin.set_ready(true);

@@ -8,17 +8,21 @@
 //! - [`reap_idle`] drops channels nobody requested for a while: the subscription is
 //!   dropped (which unsubscribes) and the channel leaves the hub.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use skyrelay_common::cpapi::ControlPlaneClient;
 use skyrelay_common::delivery::{BoxFuture, ChannelSource, SourceError};
 use skyrelay_common::hub::{Hub, Rendition};
-use skyrelay_common::relay::client::{RelayClient, RelayError, Subscription};
+use skyrelay_common::relay::client::{RelayClient, RelayClientConfig, RelayError, Subscription};
 use skyrelay_common::relay::codec::ErrorCode;
+use skyrelay_common::relay::metrics::RelayClientMetrics;
 use skyrelay_common::relay::server::RenditionSource;
+use skyrelay_common::relay::tls::NodeIdentity;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -58,19 +62,92 @@ impl UpstreamMetrics {
     }
 }
 
+/// Where subscriptions go: one fixed upstream, or wherever the control plane says a
+/// channel is live (one relay client per upstream node, made on first use).
+pub enum Upstream {
+    Static(RelayClient),
+    ControlPlane(Box<Routed>),
+}
+
+/// Control-plane routing of subscriptions.
+pub struct Routed {
+    pub cp: ControlPlaneClient,
+    pub identity: Arc<NodeIdentity>,
+    pub client_metrics: RelayClientMetrics,
+    /// Relay clients by upstream relay address (bounded: one per origin).
+    clients: std::sync::Mutex<HashMap<String, Arc<RelayClient>>>,
+}
+
+/// Most upstream relay clients an edge keeps.
+const MAX_UPSTREAMS: usize = 64;
+
+impl Routed {
+    pub fn new(
+        cp: ControlPlaneClient,
+        identity: Arc<NodeIdentity>,
+        client_metrics: RelayClientMetrics,
+    ) -> Self {
+        Routed { cp, identity, client_metrics, clients: std::sync::Mutex::new(HashMap::new()) }
+    }
+
+    fn client(
+        &self,
+        relay_addr: &str,
+        server_name: &str,
+        hub: &Arc<Hub>,
+    ) -> Result<Arc<RelayClient>, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(relay_addr) {
+            return Ok(c.clone());
+        }
+        if clients.len() >= MAX_UPSTREAMS {
+            // Subscriptions hold their own handle; dropping the map's entries only stops
+            // clients nobody uses any more.
+            clients.clear();
+        }
+        let addr = relay_addr
+            .parse()
+            .map_err(|_| format!("upstream relay address {relay_addr:?} is not ip:port"))?;
+        let cfg = RelayClientConfig::new(addr, server_name);
+        let client = RelayClient::new(&self.identity, cfg, hub.clone(), self.client_metrics.clone())
+            .map_err(|e| e.to_string())?;
+        let client = Arc::new(client);
+        clients.insert(relay_addr.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// A live upstream subscription, the client carrying it, and the task following the
+/// channel's origin.
+pub struct Carried {
+    _subscription: Subscription,
+    _client: Option<Arc<RelayClient>>,
+    follower: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Carried {
+    fn drop(&mut self) {
+        if let Some(f) = &self.follower {
+            f.abort();
+        }
+    }
+}
+
 /// Subscribes channels upstream on demand.
 pub struct UpstreamSource {
-    client: RelayClient,
+    upstream: Upstream,
     hub: Arc<Hub>,
-    subscriptions: Cache<String, Arc<Subscription>>,
+    subscriptions: Cache<String, Arc<Carried>>,
     missing: Cache<String, ()>,
+    /// Whether a channel is private, as the control plane last said.
+    private: Cache<String, bool>,
     metrics: UpstreamMetrics,
 }
 
 impl UpstreamSource {
     /// `max_channels` bounds both the subscriptions and the remembered misses.
     pub fn new(
-        client: RelayClient,
+        upstream: Upstream,
         hub: Arc<Hub>,
         max_channels: usize,
         negative_ttl: Duration,
@@ -90,12 +167,53 @@ impl UpstreamSource {
             .max_capacity(max_channels.max(1024) as u64)
             .time_to_live(negative_ttl.max(Duration::from_millis(1)))
             .build();
-        UpstreamSource { client, hub, subscriptions, missing, metrics }
+        let private = Cache::builder().max_capacity(max_channels.max(1024) as u64).build();
+        UpstreamSource { upstream, hub, subscriptions, missing, private, metrics }
     }
 
-    /// Whether the relay connection to the upstream is up.
-    pub fn connected(&self) -> bool {
-        self.client.is_connected()
+    /// Whether the control plane says `channel` is private; asks it when not known yet.
+    pub async fn is_private(&self, channel: &str) -> Result<bool, String> {
+        let Upstream::ControlPlane(routed) = &self.upstream else { return Ok(false) };
+        if let Some(p) = self.private.get(channel).await {
+            return Ok(p);
+        }
+        let here = routed.cp.where_is(channel, None, Duration::ZERO).await.map_err(|e| e.to_string())?;
+        self.private.insert(channel.to_owned(), here.private).await;
+        Ok(here.private)
+    }
+
+    /// Subscribes to `channel` wherever it lives.
+    async fn subscribe(&self, channel: &str) -> Result<Carried, SubscribeError> {
+        match &self.upstream {
+            Upstream::Static(client) => {
+                let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
+                Ok(Carried { _subscription: sub, _client: None, follower: None })
+            }
+            Upstream::ControlPlane(routed) => {
+                let here = routed
+                    .cp
+                    .where_is(channel, None, Duration::ZERO)
+                    .await
+                    .map_err(|e| SubscribeError::ControlPlane(e.to_string()))?;
+                self.private.insert(channel.to_owned(), here.private).await;
+                let origin = here.origin.ok_or(SubscribeError::NotLive)?;
+                let relay = origin.relay_addr.clone().ok_or(SubscribeError::NotLive)?;
+                let client =
+                    routed.client(&relay, &origin.name, &self.hub).map_err(SubscribeError::ControlPlane)?;
+                let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
+                let follower = tokio::spawn(follow_origin(
+                    routed.cp.clone(),
+                    channel.to_owned(),
+                    origin.name,
+                    here.version,
+                    self.subscriptions.clone(),
+                    self.private.clone(),
+                    self.hub.clone(),
+                ))
+                .abort_handle();
+                Ok(Carried { _subscription: sub, _client: Some(client), follower: Some(follower) })
+            }
+        }
     }
 
     async fn lookup(&self, channel: &str) -> (CacheOutcome, Result<(), SourceError>) {
@@ -114,10 +232,10 @@ impl UpstreamSource {
             .subscriptions
             .try_get_with(channel.to_owned(), async {
                 initiated.store(true, Ordering::Relaxed);
-                let sub = self.client.subscribe(channel, SOURCE_RENDITION).await?;
+                let carried = self.subscribe(channel).await?;
                 self.metrics.subscriptions.inc();
                 info!(%channel, "subscribed upstream");
-                Ok::<_, RelayError>(Arc::new(sub))
+                Ok::<_, SubscribeError>(Arc::new(carried))
             })
             .await;
         let outcome =
@@ -129,13 +247,11 @@ impl UpstreamSource {
         }
         match result {
             Ok(_) => (outcome, Ok(())),
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => {
+            Err(e) if e.not_found() => {
                 self.missing.insert(channel.to_owned(), ()).await;
                 (outcome, Err(SourceError::NotFound))
             }
-            Err(e) if e.code() == Some(ErrorCode::Overloaded) => {
-                (CacheOutcome::Error, Err(SourceError::Overloaded))
-            }
+            Err(e) if e.overloaded() => (CacheOutcome::Error, Err(SourceError::Overloaded)),
             Err(e) => {
                 warn!(%channel, error = %e, "upstream subscription failed");
                 (CacheOutcome::Error, Err(SourceError::Unavailable(e.to_string())))
@@ -148,6 +264,67 @@ impl UpstreamSource {
         self.subscriptions.invalidate(channel).await;
         self.subscriptions.run_pending_tasks().await;
         self.hub.remove(channel);
+    }
+}
+
+/// Why a subscription could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The relay refused or failed.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    /// The control plane knows no origin carrying the channel.
+    #[error("channel is not live")]
+    NotLive,
+    /// The control plane could not be asked.
+    #[error("control plane: {0}")]
+    ControlPlane(String),
+}
+
+impl SubscribeError {
+    fn not_found(&self) -> bool {
+        matches!(self, SubscribeError::NotLive)
+            || matches!(self, SubscribeError::Relay(e) if e.code() == Some(ErrorCode::NotFound))
+    }
+
+    fn overloaded(&self) -> bool {
+        matches!(self, SubscribeError::Relay(e) if e.code() == Some(ErrorCode::Overloaded))
+    }
+}
+
+/// Long-polls where `channel` is live; when another origin takes it over, drops the
+/// channel here so the next request subscribes there.
+async fn follow_origin(
+    cp: ControlPlaneClient,
+    channel: String,
+    origin: String,
+    mut version: u64,
+    subscriptions: Cache<String, Arc<Carried>>,
+    private: Cache<String, bool>,
+    hub: Arc<Hub>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match cp.where_is(&channel, Some(version), Duration::from_secs(20)).await {
+            Ok(here) => {
+                backoff = Duration::from_millis(500);
+                version = here.version;
+                private.insert(channel.clone(), here.private).await;
+                if let Some(now) = here.origin
+                    && now.name != origin
+                {
+                    info!(%channel, from = %origin, to = %now.name, "channel moved to another origin: following");
+                    hub.remove(&channel);
+                    subscriptions.invalidate(&channel).await;
+                    return;
+                }
+            }
+            Err(e) => {
+                debug!(%channel, error = %e, "where-is poll failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
     }
 }
 

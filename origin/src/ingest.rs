@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use skyrelay_common::cpapi::ControlPlaneClient;
 use skyrelay_common::hub::{Hub, Rendition};
 use skyrelay_common::media::MediaEvent;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +39,32 @@ pub struct IngestContext {
     pub metrics: OriginMetrics,
     /// Gets every applied event too, when recording is enabled.
     pub recorder: Option<Arc<Recorder>>,
+    /// Tells the control plane which channels are live here, when one is configured.
+    pub live_reports: Option<LiveReports>,
+}
+
+/// Reports channels live and ended to the control plane, in the background (a slow or
+/// absent control plane never holds up a publisher).
+#[derive(Clone)]
+pub struct LiveReports {
+    pub client: ControlPlaneClient,
+    pub node: String,
+}
+
+impl LiveReports {
+    fn report(&self, channel: &str, live: bool) {
+        let (client, node, channel) = (self.client.clone(), self.node.clone(), channel.to_owned());
+        tokio::spawn(async move {
+            let result = if live {
+                client.report_live(&channel, &node).await
+            } else {
+                client.report_ended(&channel, &node).await
+            };
+            if let Err(e) = result {
+                warn!(%channel, live, error = %e, "could not report the channel state to the control plane");
+            }
+        });
+    }
 }
 
 /// Accepts RTMP connections until `shutdown` is cancelled, then waits for the
@@ -269,6 +296,9 @@ impl<'a> Connection<'a> {
         self.published_once = true;
         self.ctx.metrics.publishers.set(self.ctx.publishers.live_count() as i64);
         info!(channel = %grant.channel, peer = %self.peer, "publish started");
+        if let Some(reports) = &self.ctx.live_reports {
+            reports.report(&grant.channel, true);
+        }
         self.publishing =
             Some(Publishing { claim, rendition, bytes_since: 0, bitrate_since: Instant::now() });
     }
@@ -303,10 +333,16 @@ impl<'a> Connection<'a> {
             packager.end_session();
             apply_events(packager, &p.rendition, &p.claim.channel, metrics, self.ctx.recorder.as_deref());
         });
-        self.ctx.publishers.release(&p.claim);
+        // False when a newer publisher replaced this one: the channel stays live.
+        let still_live_here = self.ctx.publishers.release(&p.claim);
         metrics.forget_channel(&p.claim.channel);
         metrics.publishers.set(self.ctx.publishers.live_count() as i64);
         info!(channel = %p.claim.channel, "publish ended");
+        if let Some(reports) = &self.ctx.live_reports
+            && still_live_here
+        {
+            reports.report(&p.claim.channel, false);
+        }
     }
 
     /// Ends publishing when the connection goes away.

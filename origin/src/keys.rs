@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use skyrelay_common::cpapi::client::ControlPlaneClient;
 use subtle::ConstantTimeEq;
 
 use crate::config::StreamKeyEntry;
@@ -78,6 +79,34 @@ impl PublishAuthority for StaticKeys {
             .map(|channel| PublishGrant { channel: channel.to_owned() })
             .ok_or(PublishAuthError::UnknownKey);
         Box::pin(std::future::ready(result))
+    }
+}
+
+/// Keys decided by the control plane (`POST /v1/publish/authorize`). The answer holds for
+/// the whole publishing session, so a control-plane outage does not cut a live stream.
+pub struct ControlPlaneKeys {
+    client: ControlPlaneClient,
+    node: String,
+}
+
+impl ControlPlaneKeys {
+    pub fn new(client: ControlPlaneClient, node: String) -> Self {
+        ControlPlaneKeys { client, node }
+    }
+}
+
+impl PublishAuthority for ControlPlaneKeys {
+    fn authorize<'a>(
+        &'a self,
+        stream_key: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<PublishGrant, PublishAuthError>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.client.authorize_publish(stream_key, &self.node).await {
+                Ok(grant) => Ok(PublishGrant { channel: grant.channel }),
+                Err(e) if e.is_refusal() => Err(PublishAuthError::UnknownKey),
+                Err(e) => Err(PublishAuthError::Unavailable(e.to_string())),
+            }
+        })
     }
 }
 

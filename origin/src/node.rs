@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use prometheus::Registry;
 use skyrelay_common::admin::{self, Admin};
+use skyrelay_common::cpapi::{ControlPlaneClient, Heartbeat, NodeRole, RegisterNode, heartbeat_loop};
 use skyrelay_common::delivery::{self, Delivery, DeliveryConfig};
 use skyrelay_common::hub::Hub;
 use skyrelay_common::relay::metrics::RelayServerMetrics;
@@ -19,8 +20,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::OriginConfig;
-use crate::ingest::{self, IngestContext};
-use crate::keys::{PublishAuthority, StaticKeys};
+use crate::ingest::{self, IngestContext, LiveReports};
+use crate::keys::{ControlPlaneKeys, PublishAuthority, StaticKeys};
 use crate::metrics::OriginMetrics;
 use crate::packager::PackagerConfig;
 use crate::publishers::Publishers;
@@ -38,6 +39,9 @@ pub enum OriginError {
     /// The HTTP delivery could not be set up.
     #[error("http delivery: {0}")]
     Delivery(String),
+    /// The control-plane settings are unusable.
+    #[error("control plane: {0}")]
+    ControlPlane(String),
     /// TLS material could not be loaded.
     #[error("tls: {0}")]
     Tls(String),
@@ -100,7 +104,17 @@ impl OriginNode {
             ..PackagerConfig::default()
         };
         let publishers = Arc::new(Publishers::new(packager, cfg.rtmp.max_publishers, cfg.rtmp.on_conflict));
-        let auth = auth.unwrap_or_else(|| Arc::new(StaticKeys::new(cfg.keys.clone())));
+        let control_plane = cfg
+            .control_plane
+            .resolve()
+            .map_err(|e| OriginError::ControlPlane(e.to_string()))?
+            .map(|(url, secret)| ControlPlaneClient::new(&url, &secret));
+        let auth = auth.unwrap_or_else(|| match &control_plane {
+            Some(client) => Arc::new(ControlPlaneKeys::new(client.clone(), cfg.node_name.clone())),
+            None => Arc::new(StaticKeys::new(cfg.keys.clone())),
+        });
+        let live_reports =
+            control_plane.clone().map(|client| LiveReports { client, node: cfg.node_name.clone() });
         let recorder = if cfg.recording.enabled {
             Some(Recorder::start(&cfg.recording, &registry).await?)
         } else {
@@ -113,6 +127,7 @@ impl OriginNode {
             publishers,
             metrics,
             recorder: recorder.clone(),
+            live_reports,
         });
 
         let shutdown = CancellationToken::new();
@@ -166,6 +181,25 @@ impl OriginNode {
             }
             _ => None,
         };
+
+        if let Some(client) = control_plane {
+            let cp = &cfg.control_plane;
+            let node = RegisterNode {
+                name: cfg.node_name.clone(),
+                role: NodeRole::Origin,
+                region: cfg.region.clone(),
+                public_url: cp.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}")),
+                rtmp_url: Some(cp.rtmp_url.clone().unwrap_or_else(|| format!("rtmp://{rtmp_addr}/live"))),
+                relay_addr: cp.relay_addr.clone().or_else(|| relay_addr.map(|a| a.to_string())),
+            };
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                token.cancelled().await;
+                let _ = stop_tx.send(true);
+            });
+            tasks.spawn(heartbeat_loop(client, node, Heartbeat::default, stop_rx));
+        }
 
         let admin = Admin::new(registry.clone());
         admin.set_ready(true);

@@ -94,6 +94,36 @@ pub async fn http_get(url: &str) -> (u16, Bytes) {
     (status, body)
 }
 
+/// Sends `method` to `url` with an optional bearer token and JSON body; returns the
+/// status and the parsed JSON answer (`Null` when the body is empty or not JSON).
+pub async fn http_json(
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client: Client<_, http_body_util::Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(token) = bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let payload = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(v.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let req = req.body(http_body_util::Full::new(payload)).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(15), client.request(req))
+        .await
+        .expect("response within 15 s")
+        .expect("request succeeds");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
 pub async fn http_text(url: &str) -> (u16, String) {
     let (status, body) = http_get(url).await;
     (status, String::from_utf8_lossy(&body).into_owned())

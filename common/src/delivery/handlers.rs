@@ -175,7 +175,7 @@ impl Delivery {
             }
         };
         let token = match &self.access {
-            Some(access) => match access.check(channel, query.token, client) {
+            Some(access) => match access.check(channel, query.token, client).await {
                 Ok(t) => t,
                 Err(d) => return (kind, denied(d)),
             },

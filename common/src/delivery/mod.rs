@@ -145,13 +145,14 @@ pub struct Denied {
 
 /// Checks a request against the channel's access policy (playback tokens). `Ok(Some(t))`
 /// lets it through and carries `token=t` into every URI of the playlists served.
+/// It may wait (bounded) to learn the channel's policy.
 pub trait Access: Send + Sync + 'static {
-    fn check(
-        &self,
-        channel: &str,
-        query_token: Option<&str>,
+    fn check<'a>(
+        &'a self,
+        channel: &'a str,
+        query_token: Option<&'a str>,
         client: IpAddr,
-    ) -> Result<Option<String>, Denied>;
+    ) -> BoxFuture<'a, Result<Option<String>, Denied>>;
 }
 
 /// Why a [`Delivery`] could not be built.

@@ -34,8 +34,7 @@ pub fn edge_config(
     upstream: std::net::SocketAddr,
     upstream_name: &str,
 ) -> EdgeConfig {
-    let mut cfg = EdgeConfig::default();
-    cfg.node_name = name.into();
+    let mut cfg = EdgeConfig { node_name: name.into(), ..EdgeConfig::default() };
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.admin.listen = "127.0.0.1:0".parse().unwrap();
     cfg.relay.listen = Some("127.0.0.1:0".parse().unwrap());
@@ -51,8 +50,7 @@ impl TestNet {
         skyrelay_common::telemetry::init_logging("info,skyrelay=debug", false);
         let dir = tempfile::tempdir().unwrap();
         tls::create_ca(&dir.path().join("ca")).expect("cluster CA");
-        let mut cfg = OriginConfig::default();
-        cfg.node_name = "origin-1".into();
+        let mut cfg = OriginConfig { node_name: "origin-1".into(), ..OriginConfig::default() };
         cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
         cfg.http.listen = "127.0.0.1:0".parse().unwrap();
         cfg.admin.listen = "127.0.0.1:0".parse().unwrap();
