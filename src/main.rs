@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+mod up;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         action: Option<ControlPlaneAction>,
     },
+    /// Run a whole network on this machine: control plane, and an origin and two edges per region.
+    Up(up::UpArgs),
     /// Manage the cluster CA that authenticates nodes to each other on the relay.
     #[command(subcommand)]
     ClusterCa(ClusterCa),
@@ -136,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Up(args) => up::run(args, shutdown_signal()).await?,
         Command::ClusterCa(ClusterCa::Init { dir }) => {
             skyrelay_common::relay::tls::create_ca(&dir).context("creating the cluster CA")?;
             println!("cluster CA created in {} (keep ca.key private)", dir.display());

@@ -121,7 +121,14 @@ impl EdgeNode {
             }
             _ => None,
         };
-        let delivery = Delivery::new(hub.clone(), cfg.http.delivery.clone(), &registry, "skyrelay_edge")
+        let mut delivery_cfg = cfg.http.delivery.clone();
+        if delivery_cfg.node_name.is_empty() {
+            delivery_cfg.node_name = cfg.node_name.clone();
+        }
+        if delivery_cfg.region.is_empty() {
+            delivery_cfg.region = cfg.region.clone();
+        }
+        let delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_edge")
             .map_err(setup("http delivery"))?
             .with_source(source.clone());
         let delivery = match &control_plane {

@@ -168,8 +168,11 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 /// A line-oriented reading of an LL-HLS media playlist (m3u8-rs checks the syntax in
 /// common's tests; this reads the LL-HLS tags too).
 pub fn parse_media_playlist(text: &str) -> MediaPlaylist {
-    assert!(text.starts_with("#EXTM3U"), "not a playlist: {text}");
     let mut p = MediaPlaylist::default();
+    if !text.starts_with("#EXTM3U") {
+        // Not a playlist (an error page): nothing in it, which every check treats as such.
+        return p;
+    }
     let mut pending_duration = None;
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
