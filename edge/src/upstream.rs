@@ -120,7 +120,7 @@ impl Routed {
 /// A live upstream subscription, the client carrying it, and the task following the
 /// channel's origin.
 pub struct Carried {
-    _subscription: Subscription,
+    subscription: Subscription,
     _client: Option<Arc<RelayClient>>,
     follower: Option<tokio::task::AbortHandle>,
 }
@@ -187,7 +187,7 @@ impl UpstreamSource {
         match &self.upstream {
             Upstream::Static(client) => {
                 let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
-                Ok(Carried { _subscription: sub, _client: None, follower: None })
+                Ok(Carried { subscription: sub, _client: None, follower: None })
             }
             Upstream::ControlPlane(routed) => {
                 let here = routed
@@ -211,7 +211,7 @@ impl UpstreamSource {
                     self.hub.clone(),
                 ))
                 .abort_handle();
-                Ok(Carried { _subscription: sub, _client: Some(client), follower: Some(follower) })
+                Ok(Carried { subscription: sub, _client: Some(client), follower: Some(follower) })
             }
         }
     }
@@ -361,16 +361,27 @@ impl RenditionSource for UpstreamSource {
     }
 }
 
-/// Every `period`, drops channels not requested for `idle` (no viewer, no downstream
-/// subscriber) until `shutdown`.
+/// Drops channels not requested for `idle` (no viewer, no downstream subscriber), and
+/// channels whose upstream subscription ended (the upstream restarted without the channel,
+/// or removed it), so the next request subscribes afresh; until `shutdown`.
 pub async fn reap_idle(source: Arc<UpstreamSource>, idle: Duration, shutdown: CancellationToken) {
-    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_millis(500));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        let ended: Vec<String> = source
+            .subscriptions
+            .iter()
+            .filter(|(_, carried)| !carried.subscription.is_active())
+            .map(|(channel, _)| channel.as_ref().clone())
+            .collect();
+        for channel in ended {
+            info!(%channel, "upstream subscription ended: will subscribe again on the next request");
+            source.drop_channel(&channel).await;
         }
         for channel in source.hub.idle_channels(idle) {
             info!(%channel, idle_seconds = idle.as_secs(), "no viewers: unsubscribing");

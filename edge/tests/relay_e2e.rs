@@ -156,3 +156,43 @@ async fn edge_to_edge_to_origin_chain_plays() {
     assert_eq!(metric(&shield_metrics, "skyrelay_edge_relay_subscriptions"), 1.0, "{shield_metrics}");
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_resumes_after_the_origin_restarts() {
+    let mut net = TestNet::new(&["edge-1"]).await;
+    let mut first = ffmpeg_publish(&net.publish_url(), 8);
+    let edge_playlist = format!("http://{}/live/demo/source/index.m3u8", net.edge(0).http_addr);
+    wait_for("the edge to serve the first stream", Duration::from_secs(25), || async {
+        let (status, text) = http_text(&edge_playlist).await;
+        (status == 200 && text.contains("#EXTINF")).then_some(())
+    })
+    .await;
+    assert!(first.wait_exit(Duration::from_secs(30)).await.expect("first publish ends").success());
+
+    // The origin process goes away and comes back on the same addresses; the publisher
+    // reconnects. The edge follows without anyone touching it.
+    let http = net.origin.http_addr;
+    net = net.restart_origin().await;
+    let _second = ffmpeg_publish(&net.publish_url(), 20);
+    let origin_playlist = format!("http://{http}/live/demo/source/index.m3u8");
+    let newest_at_origin = wait_for("the restarted origin to package", Duration::from_secs(25), || async {
+        let (status, text) = http_text(&origin_playlist).await;
+        let p = parse_media_playlist(&text);
+        (status == 200 && !p.segments.is_empty()).then(|| p.segments.last().unwrap().1.clone())
+    })
+    .await;
+    wait_for("the edge to serve the restarted origin's segments", Duration::from_secs(30), || async {
+        let (status, text) = http_text(&edge_playlist).await;
+        (status == 200 && text.contains(&newest_at_origin) && !parse_media_playlist(&text).ended)
+            .then_some(())
+    })
+    .await;
+    let master = format!("http://{}/live/demo/master.m3u8", net.edge(0).http_addr);
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i", &master, "-t", "3", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && errors.trim().is_empty(), "decode after the restart: {errors}");
+    net.stop().await;
+}

@@ -45,20 +45,41 @@ pub fn edge_config(
     cfg
 }
 
+async fn start_origin(
+    dir: &Path,
+    rtmp: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    relay: std::net::SocketAddr,
+    cert_dir: std::path::PathBuf,
+) -> OriginNode {
+    let _ = dir;
+    let mut cfg = OriginConfig { node_name: "origin-1".into(), ..OriginConfig::default() };
+    cfg.rtmp.listen = rtmp;
+    cfg.http.listen = http;
+    cfg.admin.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.relay.listen = Some(relay);
+    cfg.relay.cert_dir = Some(cert_dir);
+    cfg.keys = vec![StreamKeyEntry { key: KEY.into(), channel: "demo".into() }];
+    cfg.drain_seconds = 2;
+    OriginNode::start(cfg, None).await.expect("origin starts")
+}
+
 impl TestNet {
+    /// Stops the origin and starts a new one on the same addresses (a process restart).
+    pub async fn restart_origin(self) -> TestNet {
+        let TestNet { dir, origin, edges } = self;
+        let (rtmp, http, relay) = (origin.rtmp_addr, origin.http_addr, origin.relay_addr.expect("relay"));
+        origin.stop().await;
+        let origin = start_origin(dir.path(), rtmp, http, relay, dir.path().join("origin-1")).await;
+        TestNet { dir, origin, edges }
+    }
+
     pub async fn new(edges: &[&str]) -> TestNet {
         skyrelay_common::telemetry::init_logging("info,skyrelay=debug", false);
         let dir = tempfile::tempdir().unwrap();
         tls::create_ca(&dir.path().join("ca")).expect("cluster CA");
-        let mut cfg = OriginConfig { node_name: "origin-1".into(), ..OriginConfig::default() };
-        cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.admin.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.relay.listen = Some("127.0.0.1:0".parse().unwrap());
-        cfg.relay.cert_dir = Some(issue(dir.path(), "origin-1"));
-        cfg.keys = vec![StreamKeyEntry { key: KEY.into(), channel: "demo".into() }];
-        cfg.drain_seconds = 2;
-        let origin = OriginNode::start(cfg, None).await.expect("origin starts");
+        let any = "127.0.0.1:0".parse().unwrap();
+        let origin = start_origin(dir.path(), any, any, any, issue(dir.path(), "origin-1")).await;
         let relay = origin.relay_addr.expect("origin relay listener");
         let mut nodes = Vec::new();
         for name in edges {
