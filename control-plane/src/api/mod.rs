@@ -4,7 +4,7 @@
 //! Layout: [`users`] (register, login, logout, me), [`channels`] (CRUD, stream keys, token
 //! revocation), [`nodes`] (register, heartbeat, list), [`live`] (publish authorisation,
 //! live/ended reports, where-is long-poll), [`route`] (ingest and playback routing),
-//! [`keys`] (key set, rotation).
+//! [`keys`] (key set, rotation), [`web`] (management pages, `/watch/{channel}` redirect).
 
 pub mod channels;
 pub mod keys;
@@ -12,6 +12,7 @@ pub mod live;
 pub mod nodes;
 pub mod route;
 pub mod users;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -56,6 +57,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/play/{channel}", get(route::redirect))
+        .route("/", get(web::page))
+        .route("/manage", get(web::page))
+        .route("/manage/manage.js", get(web::script))
+        .route("/manage/manage.css", get(web::style))
+        .route("/manage/live/{channel}", get(web::live))
+        .route("/watch/{channel}", get(web::watch))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
