@@ -1,11 +1,12 @@
 //! `skyrelay up` driven from a browser: the network runs in a temp data dir, ffmpeg publishes
 //! the demo channel, headless Chromium (Debian's `chromium`, through playwright-core from
 //! `web/`) opens the control plane's management page, logs in as the admin, creates a private
-//! channel and rotates its key (read back from the page, with the full publish URL), ffmpeg
-//! publishes to that URL, and the watch page plays the private channel with a token from
-//! `/v1/route/play` and the public demo channel from up.json's watch URL: currentTime
-//! advances by at least 5 s, no player errors, hls.js latency under 3 s. The control plane's
-//! `/watch/{channel}` redirects to an edge's watch page (with a token only for a session).
+//! channel, toggles its recording on and off, rotates its key (read back from the page, with
+//! the full publish URL), ffmpeg publishes to that URL, and the watch page plays the private
+//! channel with a token from `/v1/route/play` and the public demo channel from up.json's watch
+//! URL: currentTime advances by at least 5 s, no player errors, hls.js latency under 3 s. The
+//! control plane's `/watch/{channel}` redirects to an edge's watch page (with a token only for
+//! a session).
 //!
 //! `web/tests/manage.mjs` and `web/tests/watch.mjs` drive the browser and report figures;
 //! screenshots and driver output are kept under `target/test-artifacts/` (`up-manage.png`,
@@ -211,6 +212,10 @@ async fn browser_manages_and_watches_a_network_started_by_up() {
     assert!(key.len() > 20 && publish_url.starts_with("rtmp://") && publish_url.ends_with(&key), "{report}");
     assert!(session.len() > 20, "no session in sessionStorage:\n{report}");
     assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    assert_eq!((get("recording_toggles"), get("recording")), ("2".into(), "0".into()), "{report}");
+    let (status, ch) = http_json("GET", &format!("{cp}/v1/channels/{PRIVATE}"), Some(&session), None).await;
+    assert_eq!(status, 200, "{ch}");
+    assert_eq!((ch["private"].as_bool(), ch["recording"].as_bool()), (Some(true), Some(false)), "{ch}");
 
     // Publish with the key the page showed; play with a token from the session.
     let _private_feed = ffmpeg_publish(&publish_url, 60);

@@ -1,12 +1,13 @@
 // Drives the control plane's management page in headless Chromium (the system's, through
 // playwright-core): logs in, creates a private channel, rotates its key and reads the key and
-// publish URL the page shows; the Rust browser test (tests/browser_up.rs) judges the output.
+// publish URL the page shows, toggles recording on and off; the Rust browser test (tests/browser_up.rs) judges the output.
 //
 //   node web/tests/manage.mjs --url http://127.0.0.1:PORT --username admin --password P \
 //     --channel NAME --screenshot out.png [--live-channel demo] [--timeout 30] [--chromium /usr/bin/chromium]
 //
 // Output (stdout), one line each:
 //   manage-result key=value …   channel, private (1/0), stream_key, publish_url, session,
+//                               recording_toggles (on and off: 2), recording (1/0),
 //                               live_channel_status (the status shown for --live-channel)
 //   manage-console JSON         console errors, uncaught page errors, failed requests
 // Exit status: 0 when every step completed, 2 otherwise.
@@ -72,6 +73,17 @@ try {
   await page.waitForFunction(() => document.getElementById('key-url').textContent.length > 0);
   const streamKey = (await page.textContent('#key-value')).trim();
   const publishUrl = (await page.textContent('#key-url')).trim();
+  // Recording on, then off again (PATCH both ways; the stream published next is not recorded).
+  const recording = `${row} input[data-field="recording"]`;
+  let recordingToggled = 0;
+  for (const state of ['on', 'off']) {
+    await page.click(recording);
+    await page.waitForFunction(
+      (text) => document.getElementById('message').textContent === text,
+      `${opts.channel}: recording ${state}`,
+    );
+    recordingToggled += 1;
+  }
   const session = await page.evaluate(() => sessionStorage.getItem('skyrelay-session') || '');
 
   let liveStatus = 'none';
@@ -89,6 +101,8 @@ try {
     stream_key: streamKey,
     publish_url: publishUrl,
     session,
+    recording_toggles: recordingToggled,
+    recording: (await page.isChecked(recording)) ? 1 : 0,
     live_channel_status: liveStatus,
     console_errors: consoleLog.length,
   };
