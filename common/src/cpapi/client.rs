@@ -121,6 +121,33 @@ impl ControlPlaneClient {
         self.call::<(), _>(Method::GET, "/v1/keys".into(), None, self.timeout).await
     }
 
+    /// Reports (creates or updates) a recording in the catalog.
+    pub async fn report_recording(&self, report: &RecordingReport) -> Result<Recording, ClientError> {
+        self.call(Method::PUT, "/v1/recordings".into(), Some(report), self.timeout).await
+    }
+
+    /// Recordings stored by origin `node` that users deleted: remove their objects, then
+    /// call [`ControlPlaneClient::recording_purged`].
+    pub async fn deleted_recordings(&self, node: &str) -> Result<Vec<Recording>, ClientError> {
+        let path = format!("/v1/nodes/{}/deleted-recordings", segment(node)?);
+        self.call::<(), _>(Method::GET, path, None, self.timeout).await
+    }
+
+    /// Confirms that the objects of deleted recording `id` are gone (drops its entry).
+    pub async fn recording_purged(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/recordings/{}/purged", segment(id)?);
+        self.call_empty(Method::POST, path).await
+    }
+
+    /// A call whose success answer has no body (204).
+    async fn call_empty(&self, method: Method, path: String) -> Result<(), ClientError> {
+        match self.call::<(), serde::de::IgnoredAny>(method, path, None, self.timeout).await {
+            Ok(_) => Ok(()),
+            Err(ClientError::BadResponse(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn call<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,

@@ -184,3 +184,91 @@ pub struct PlayRoute {
     /// Unix seconds; the token's expiry.
     pub expires_at: Option<i64>,
 }
+
+/// Where a recording is in its life.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingStatus {
+    /// The channel is live and being recorded.
+    Recording,
+    /// The stream ended; objects are still being uploaded.
+    Uploading,
+    /// Every captured segment is stored with its playlist.
+    Complete,
+    /// Stored with gaps or nothing at all; `reason` says why.
+    Partial,
+}
+
+impl RecordingStatus {
+    /// The lowercase name used in JSON and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingStatus::Recording => "recording",
+            RecordingStatus::Uploading => "uploading",
+            RecordingStatus::Complete => "complete",
+            RecordingStatus::Partial => "partial",
+        }
+    }
+
+    /// Parses [`RecordingStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "recording" => RecordingStatus::Recording,
+            "uploading" => RecordingStatus::Uploading,
+            "complete" => RecordingStatus::Complete,
+            "partial" => RecordingStatus::Partial,
+            _ => return None,
+        })
+    }
+}
+
+/// `PUT /v1/recordings`: an origin reports a recording's state (created or updated).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingReport {
+    pub channel: String,
+    /// The recording id within the channel (`YYYYMMDDTHHMMSSZ`, its start time).
+    pub recording: String,
+    /// The reporting origin.
+    pub node: String,
+    /// Unix milliseconds.
+    pub started_ms: i64,
+    /// Unix milliseconds; `None` while recording.
+    #[serde(default)]
+    pub ended_ms: Option<i64>,
+    pub duration_ms: i64,
+    /// Bytes of media (segments and init segments).
+    pub bytes: i64,
+    pub segment_count: i64,
+    pub status: RecordingStatus,
+    /// Why a recording is partial.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Where the objects are (e.g. `s3://bucket/prefix` or a directory).
+    pub location: String,
+    /// The VOD playlist's object key, relative to `location`.
+    pub playlist: String,
+}
+
+/// A recording in the catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Recording {
+    /// Catalog id: `{channel}-{recording}`; also the VOD path (`/vod/{id}/index.m3u8`).
+    pub id: String,
+    pub channel: String,
+    pub recording: String,
+    pub node: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub bytes: i64,
+    pub segment_count: i64,
+    pub status: RecordingStatus,
+    pub reason: Option<String>,
+    pub location: String,
+    pub playlist: String,
+    /// Unix milliseconds when deletion was requested; the objects are removed by the origin
+    /// that stored them, which then drops the entry.
+    pub deleted_at: Option<i64>,
+    pub updated_at: i64,
+}

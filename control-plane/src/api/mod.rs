@@ -4,12 +4,14 @@
 //! Layout: [`users`] (register, login, logout, me), [`channels`] (CRUD, stream keys, token
 //! revocation), [`nodes`] (register, heartbeat, list), [`live`] (publish authorisation,
 //! live/ended reports, where-is long-poll), [`route`] (ingest and playback routing),
-//! [`keys`] (key set, rotation), [`web`] (management pages, `/watch/{channel}` redirect).
+//! [`recordings`] (the recordings catalog), [`keys`] (key set, rotation), [`web`]
+//! (management pages, `/watch/{channel}` redirect).
 
 pub mod channels;
 pub mod keys;
 pub mod live;
 pub mod nodes;
+pub mod recordings;
 pub mod route;
 pub mod users;
 pub mod web;
@@ -49,6 +51,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/publish/authorize", post(live::authorize))
         .route("/live", post(live::report_live))
         .route("/live/ended", post(live::report_ended))
+        .route("/recordings", axum::routing::put(recordings::report))
+        .route("/recordings/{id}", get(recordings::get).delete(recordings::delete))
+        .route("/recordings/{id}/purged", post(recordings::purged))
+        .route("/channels/{name}/recordings", get(recordings::list))
+        .route("/nodes/{name}/deleted-recordings", get(recordings::pending_deletions))
         .route("/route/ingest", get(route::ingest))
         .route("/route/play/{channel}", get(route::play))
         .route("/keys", get(keys::key_set))

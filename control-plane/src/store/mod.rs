@@ -6,11 +6,13 @@
 //! embedded from `migrations/{sqlite,postgres}/` and applied by [`Store::migrate`].
 //!
 //! Layout: [`users`] (users, sessions), [`channels`] (channels, stream keys), [`nodes`],
-//! [`live`] (channel → origin registry), [`signing`] (playback-token signing keys).
+//! [`live`] (channel → origin registry), [`recordings`] (the recordings catalog),
+//! [`signing`] (playback-token signing keys).
 
 pub mod channels;
 pub mod live;
 pub mod nodes;
+pub mod recordings;
 pub mod signing;
 pub mod users;
 
@@ -64,11 +66,18 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sqlite: include_str!("../../migrations/sqlite/0002_recordings.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_recordings.sql"),
+    },
+];
 
 /// The store: a connection pool and the backend it talks to. Cheap to clone.
 #[derive(Clone, Debug)]
