@@ -25,7 +25,7 @@ use crate::keys::{ControlPlaneKeys, PublishAuthority, StaticKeys};
 use crate::metrics::OriginMetrics;
 use crate::packager::PackagerConfig;
 use crate::publishers::Publishers;
-use crate::recorder::{Recorder, RecorderError};
+use crate::recorder::{self, Recorder, RecorderError};
 
 /// Why an origin could not start.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +198,11 @@ impl OriginNode {
                 token.cancelled().await;
                 let _ = stop_tx.send(true);
             });
+            if let Some(recorder) = &recorder {
+                let (rec, name, stop) =
+                    (recorder.clone(), cfg.node_name.clone(), shutdown.clone().cancelled_owned());
+                tasks.spawn(recorder::catalog::run(rec, client.clone(), name, stop));
+            }
             tasks.spawn(heartbeat_loop(client, node, Heartbeat::default, stop_rx));
         }
 

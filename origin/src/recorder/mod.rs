@@ -14,11 +14,14 @@
 //! - [`storage`] holds the [`Storage`] trait, [`LocalStorage`] and [`delete_recording`];
 //!   [`s3`] holds [`S3Storage`].
 //! - [`vod`] writes the VOD playlist and the `recording.json` manifest (pure).
+//! - [`catalog`] reports recordings to the control plane's catalog and carries out the
+//!   deletions requested there (only with a control plane).
 //! - [`metrics`] registers `skyrelay_origin_recording_*`.
 //!
 //! Objects: `recordings/{channel}/{recording}/init-{id}.mp4`, `seg-{msn}.m4s`, `index.m3u8`,
 //! `recording.json`. The recording id is its start time, `YYYYMMDDTHHMMSSZ` (UTC).
 
+pub mod catalog;
 pub mod metrics;
 pub mod s3;
 mod spool;

@@ -13,7 +13,7 @@ use super::spool::{Found, JournalEntry, init_name, segment_name};
 use super::storage::Storage;
 use super::vod::{RecordingStatus, VodSegment};
 
-/// A snapshot of one recording, for status pages and, later, the catalog.
+/// A snapshot of one recording, for status pages and the control plane's catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordingInfo {
     pub channel: String,
@@ -22,6 +22,8 @@ pub struct RecordingInfo {
     pub started_unix_ms: u64,
     pub ended_unix_ms: Option<u64>,
     pub segments: usize,
+    /// Total duration of the recorded segments.
+    pub duration_ms: u64,
     pub bytes: u64,
     /// Objects still waiting in the spool.
     pub pending_objects: usize,
@@ -136,6 +138,7 @@ impl Rec {
                 _ => None,
             },
             segments: self.segments.len(),
+            duration_ms: (self.segments.iter().map(|s| s.duration).sum::<f64>() * 1000.0).round() as u64,
             bytes: self.bytes,
             pending_objects: self.pending.len(),
             reason: self.reason(),
