@@ -1,0 +1,222 @@
+//! The three measurements, each against the Skyrelay edge and against nginx in the same run.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use skyrelay_common::hub::Hub;
+use tokio::sync::{Barrier, oneshot};
+
+use crate::client::{self, Fetch, quantile};
+use crate::feed::{self, Stamps};
+use crate::procs::{self, Ports, WrkResult};
+
+/// Latency of frames, in ms: p50, p99, max, frames seen, frames expected.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub seen: usize,
+    pub expected: usize,
+}
+
+/// (1) A live channel at the origin; an LL-HLS-style client at each target always has a
+/// request out for the next part (the preload hint) and timestamps every frame's marker.
+/// Targets: the edge (relay), nginx proxying the origin unbuffered, and the origin itself.
+pub async fn latency(hub: &Hub, channel: &str, ports: Ports, seconds: u64) -> Result<[Latency; 3], String> {
+    let r = feed::open(hub, channel)?;
+    let stamps = Arc::new(Stamps::default());
+    let latest = Arc::new(AtomicU64::new(0));
+    let warmup = Duration::from_millis(1500);
+    let measure_end = Instant::now() + warmup + Duration::from_secs(seconds);
+    let feeder =
+        tokio::spawn(feed::live(r, stamps.clone(), latest.clone(), measure_end + Duration::from_secs(2)));
+    // The edge subscribes on the first request.
+    let pl = format!("/live/{channel}/source/index.m3u8");
+    let f = client::fetch(procs::local(ports.edge_http), &pl, false, None).await;
+    if f.status != 200 {
+        return Err(format!("edge playlist for {channel}: status {}", f.status));
+    }
+    tokio::time::sleep(warmup).await;
+    let start = feed::next_part(feed::next_part(feed::part_of(latest.load(Ordering::Acquire))));
+    let targets = [ports.edge_http, ports.nginx_proxy, ports.origin_http];
+    let mut chains = Vec::new();
+    for port in targets {
+        chains.push(tokio::spawn(chain(procs::local(port), channel.to_owned(), start, measure_end)));
+    }
+    let mut out = Vec::new();
+    for c in chains {
+        let fetches = c.await.map_err(|e| format!("chain: {e}"))?;
+        let mut ms: Vec<f64> = fetches
+            .iter()
+            .flat_map(|f| f.frames.iter())
+            .filter_map(|(id, at)| Some(at.saturating_duration_since(stamps.get(*id)?).as_secs_f64() * 1e3))
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let expected = fetches.len() * feed::FRAMES_PER_PART as usize;
+        out.push(Latency {
+            p50: quantile(&ms, 0.5),
+            p99: quantile(&ms, 0.99),
+            max: ms.last().copied().unwrap_or(f64::NAN),
+            seen: ms.len(),
+            expected,
+        });
+    }
+    feeder.abort();
+    Ok([out[0], out[1], out[2]])
+}
+
+/// Requests part after part, each as soon as the previous one's first byte arrived (so one
+/// request always waits for a part that has not opened yet), until `end`.
+async fn chain(addr: SocketAddr, channel: String, start: (u64, u32), end: Instant) -> Vec<Fetch> {
+    let mut tasks = Vec::new();
+    let mut at = start;
+    while Instant::now() < end {
+        let (tx, rx) = oneshot::channel();
+        let path = format!("/live/{channel}/source/part-{}.{}.m4s", at.0, at.1);
+        tasks.push(tokio::spawn(async move { client::fetch(addr, &path, true, Some(tx)).await }));
+        if tokio::time::timeout(Duration::from_secs(5), rx).await.is_err() {
+            break;
+        }
+        at = feed::next_part(at);
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        if let Ok(f) = t.await {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// (2) wrk against the edge and nginx (static files holding the same bytes).
+pub struct Throughput {
+    pub edge_segment: WrkResult,
+    pub nginx_segment: WrkResult,
+    pub edge_playlist: WrkResult,
+    pub nginx_playlist: WrkResult,
+}
+
+pub fn throughput(
+    seg_path: &str,
+    pl_path: &str,
+    ports: Ports,
+    seconds: u64,
+    edge_pid: u32,
+    nginx_pid: u32,
+) -> Result<Throughput, String> {
+    let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    Ok(Throughput {
+        edge_segment: procs::wrk(&url(ports.edge_http, seg_path), seconds, edge_pid)?,
+        nginx_segment: procs::wrk(&url(ports.nginx_static, seg_path), seconds, nginx_pid)?,
+        edge_playlist: procs::wrk(&url(ports.edge_http, pl_path), seconds, edge_pid)?,
+        nginx_playlist: procs::wrk(&url(ports.nginx_static, pl_path), seconds, nginx_pid)?,
+    })
+}
+
+/// Time to first byte of many clients asking at once, in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Burst {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    /// Responses that were not 200 or whose size differed from the first one's.
+    pub bad: usize,
+}
+
+/// (3) Cold object: per run, fresh channels at the origin; `clients` clients connected in
+/// advance send their request at the same instant.
+pub struct Cold {
+    /// One client, the origin's own HTTP: the origin fetch time (median of 5).
+    pub origin_ttfb: f64,
+    pub edge_single: f64,
+    pub nginx_single: f64,
+    pub edge: Burst,
+    pub nginx: Burst,
+    /// The same with the segment's last part (`part-3.4.m4s`, complete, ~68 KB).
+    pub edge_part: Burst,
+    pub nginx_part: Burst,
+}
+
+pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result<Cold, String> {
+    let seg = |ch: &str| format!("/live/{ch}/source/seg-3.m4s");
+    let names = ["a", "b", "c", "d", "e", "f", "g"].map(|s| format!("cold{run}{s}"));
+    for n in &names {
+        feed::static_channel(hub, n, 4)?;
+    }
+    let mut origin = Vec::new();
+    for _ in 0..5 {
+        let f = client::fetch(procs::local(ports.origin_http), &seg(&names[0]), false, None).await;
+        origin.push(ttfb_ms(&f)?);
+    }
+    let edge_one = client::fetch(procs::local(ports.edge_http), &seg(&names[1]), false, None).await;
+    let nginx_one = client::fetch(procs::local(ports.nginx_cache), &seg(&names[2]), false, None).await;
+    let edge = burst(procs::local(ports.edge_http), &seg(&names[3]), clients).await?;
+    let nginx = burst(procs::local(ports.nginx_cache), &seg(&names[4]), clients).await?;
+    let part = |ch: &str| format!("/live/{ch}/source/part-3.4.m4s");
+    let edge_part = burst(procs::local(ports.edge_http), &part(&names[5]), clients).await?;
+    let nginx_part = burst(procs::local(ports.nginx_cache), &part(&names[6]), clients).await?;
+    Ok(Cold {
+        origin_ttfb: client::median(&origin),
+        edge_single: ttfb_ms(&edge_one)?,
+        nginx_single: ttfb_ms(&nginx_one)?,
+        edge,
+        nginx,
+        edge_part,
+        nginx_part,
+    })
+}
+
+/// TTFB in ms of a 200 response; NaN (shown as "-", the status is logged) otherwise.
+fn ttfb_ms(f: &Fetch) -> Result<f64, String> {
+    match (f.status, f.ttfb) {
+        (200, Some(t)) => Ok(t.as_secs_f64() * 1e3),
+        (s, _) => {
+            eprintln!("cold request: status {s}");
+            Ok(f64::NAN)
+        }
+    }
+}
+
+async fn burst(addr: SocketAddr, path: &str, clients: usize) -> Result<Burst, String> {
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(client::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?);
+    }
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut tasks = Vec::new();
+    for s in conns {
+        let (barrier, start, path) = (barrier.clone(), start.clone(), path.to_owned());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let t0 = *start.get_or_init(Instant::now);
+            client::fetch_on(s, &path, t0, false, None).await
+        }));
+    }
+    start.get_or_init(Instant::now);
+    barrier.wait().await;
+    let mut ms = Vec::new();
+    let mut bad = 0;
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut size = None;
+    for t in tasks {
+        let f = t.await.map_err(|e| format!("client: {e}"))?;
+        *statuses.entry(f.status).or_default() += 1;
+        let same = f.status != 200 || *size.get_or_insert(f.wire_bytes) == f.wire_bytes;
+        match f.ttfb {
+            Some(t) if f.status == 200 && same => ms.push(t.as_secs_f64() * 1e3),
+            _ => bad += 1,
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    eprintln!("{clients} clients on {addr}{path}: statuses {statuses:?}");
+    Ok(Burst {
+        p50: quantile(&ms, 0.5),
+        p99: quantile(&ms, 0.99),
+        max: ms.last().copied().unwrap_or(f64::NAN),
+        bad,
+    })
+}
