@@ -47,7 +47,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 NGINX=$(nginx -v 2>&1 | sed 's/.*nginx\///')
-WRK=$(wrk --version 2>&1 | head -n1 | awk '{print $2}')
+WRK=$( (wrk --version 2>&1 || true) | head -n1 | awk '{print $2}')
 {
   echo
   echo "Command: \`$CMD\` ($(date -u +%Y-%m-%dT%H:%MZ))"

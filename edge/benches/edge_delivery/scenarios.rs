@@ -213,6 +213,9 @@ async fn burst(addr: SocketAddr, path: &str, clients: usize) -> Result<Burst, St
     }
     ms.sort_by(f64::total_cmp);
     eprintln!("{clients} clients on {addr}{path}: statuses {statuses:?}");
+    if bad > 0 {
+        ms.clear(); // a burst with failures has no TTFB figures (shown as "-")
+    }
     Ok(Burst {
         p50: quantile(&ms, 0.5),
         p99: quantile(&ms, 0.99),
