@@ -235,3 +235,28 @@ async fn shutdown_drains_and_returns() {
     assert_eq!(get(&c, &srv.url("/live/live1/source/index.m3u8")).await.status, StatusCode::OK);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_segment_about_to_be_written_is_waited_for() {
+    let srv = start(DeliveryConfig { hold_deadline_ms: 10_000, ..Default::default() }).await;
+    let r = srv.source();
+    let c = client();
+    // An empty window (an edge that has just subscribed): held, not 404.
+    let url = srv.url("/live/live1/source/seg-7.m4s");
+    let held = tokio::spawn({
+        let c = c.clone();
+        async move { get(&c, &url).await }
+    });
+    srv.wait_metric("http_active_requests", &[], 1.0).await;
+    init(&r);
+    segments(&r, 5, 7);
+    part(&r, 7, 0, false);
+    assert!(!held.is_finished());
+    part(&r, 7, 1, true);
+    let reply = tokio::time::timeout(Duration::from_secs(2), held).await.expect("released").unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    // Far behind the window: 404 at once.
+    let gone = get(&c, &srv.url("/live/live1/source/seg-1.m4s")).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    srv.stop().await;
+}

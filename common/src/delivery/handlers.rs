@@ -300,9 +300,13 @@ impl Delivery {
     }
 
     async fn segment(&self, r: &Rendition, msn: u64) -> Resp {
+        // Wait (bounded) for a segment that is being written or about to be: the open one,
+        // the next two, or any while the window is still empty (an edge that has just
+        // subscribed). Older segments that left the window are gone.
         let lookup = |w: &LiveWindow| match w.segment(msn) {
             Some(s) => Some(Some(s.chunks)),
-            None if w.latest_msn() == Some(msn) && !w.ended() => None,
+            None if w.ended() => Some(None),
+            None if w.latest_msn().is_none_or(|latest| msn >= latest && msn <= latest + 2) => None,
             None => Some(None),
         };
         let found = match r.read(lookup) {
