@@ -88,6 +88,20 @@ impl RawClient {
         .await;
     }
 
+    /// Reads the server's replies until `needle` shows up (e.g. the publish status), so
+    /// media is sent only once the publish is accepted, as real encoders do.
+    async fn read_until(&mut self, needle: &[u8]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                other => panic!("no {:?} from the server: {other:?}", String::from_utf8_lossy(needle)),
+            }
+        }
+    }
+
     /// True when the server closes the connection within the deadline (reading whatever
     /// it sends first).
     async fn closed_by_server(&mut self) -> bool {
@@ -103,16 +117,14 @@ impl RawClient {
     }
 }
 
-async fn rtmp_error_count(origin: &skyrelay_origin::node::OriginNode) -> f64 {
+/// The value of the metric line starting with `series` (name and labels), or 0.
+async fn metric(origin: &skyrelay_origin::node::OriginNode, series: &str) -> f64 {
     let (_, metrics) = http_text(&http_url(origin.admin_addr, "/metrics")).await;
     metrics
         .lines()
-        .filter(|l| {
-            l.starts_with("skyrelay_origin_rtmp_errors_total")
-                || l.starts_with("skyrelay_origin_publish_refused_total")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,25 +140,24 @@ async fn hostile_connections_close_alone_while_a_publisher_streams() {
         (status == 200 && !p.segments.is_empty()).then_some(p)
     })
     .await;
-    let mut errors = rtmp_error_count(&origin).await;
 
-    let mut cases: Vec<(&str, RawClient)> = Vec::new();
+    let mut cases: Vec<(&str, &str, RawClient)> = Vec::new();
 
     // 1. Garbage instead of a handshake.
     let mut c = RawClient::connect(origin.rtmp_addr).await;
     c.stream.write_all(&[0x47u8; 4000]).await.unwrap();
-    cases.push(("garbage bytes", c));
+    cases.push(("garbage bytes", "skyrelay_origin_rtmp_errors_total{kind=\"handshake\"}", c));
 
     // 2. A truncated handshake (then silence): the handshake timeout closes it.
     let mut c = RawClient::connect(origin.rtmp_addr).await;
     c.stream.write_all(&[3u8; 700]).await.unwrap();
-    cases.push(("truncated handshake", c));
+    cases.push(("truncated handshake", "skyrelay_origin_rtmp_errors_total{kind=\"handshake_timeout\"}", c));
 
     // 3. Set Chunk Size 2^31.
     let mut c = RawClient::connect(origin.rtmp_addr).await;
     c.handshake().await;
     c.message(1, 0, 0, &0x8000_0000u32.to_be_bytes()).await;
-    cases.push(("chunk size 2^31", c));
+    cases.push(("chunk size 2^31", "skyrelay_origin_rtmp_errors_total{kind=\"chunk_size\"}", c));
 
     // 4. A message longer than the limit (16 MiB - 1 > 8 MiB).
     let mut c = RawClient::connect(origin.rtmp_addr).await;
@@ -154,7 +165,11 @@ async fn hostile_connections_close_alone_while_a_publisher_streams() {
     let header = [0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0];
     c.stream.write_all(&header).await.unwrap();
     c.stream.write_all(&[0u8; 128]).await.unwrap();
-    cases.push(("message beyond the limit", c));
+    cases.push((
+        "message beyond the limit",
+        "skyrelay_origin_rtmp_errors_total{kind=\"message_too_large\"}",
+        c,
+    ));
 
     // 5. AMF0 with absurd nesting.
     let mut c = RawClient::connect(origin.rtmp_addr).await;
@@ -167,11 +182,12 @@ async fn hostile_connections_close_alone_while_a_publisher_streams() {
         p.push(0x05);
     })
     .await;
-    cases.push(("absurd AMF0 nesting", c));
+    cases.push(("absurd AMF0 nesting", "skyrelay_origin_rtmp_errors_total{kind=\"amf\"}", c));
 
     // 6. A publisher whose FLV video tag lies about its NAL unit size.
     let mut c = RawClient::connect(origin.rtmp_addr).await;
     c.connect_and_publish("second-stream-key-02").await;
+    c.read_until(b"NetStream.Publish.Start").await;
     let mut avc_config = vec![0x17, 0x00, 0, 0, 0];
     avc_config
         .extend_from_slice(&[1, 0x64, 0, 0x1f, 0xFF, 0xE1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68, 0xee]);
@@ -182,18 +198,22 @@ async fn hostile_connections_close_alone_while_a_publisher_streams() {
     for ts in 0..3u32 {
         c.message(9, 1, ts * 33, &lying).await;
     }
-    cases.push(("FLV tag lying about its size", c));
+    cases.push(("FLV tag lying about its size", "skyrelay_origin_rtmp_errors_total{kind=\"media\"}", c));
 
     // 7. An unknown stream key.
     let mut c = RawClient::connect(origin.rtmp_addr).await;
     c.connect_and_publish("not-a-configured-key").await;
-    cases.push(("unknown stream key", c));
+    cases.push(("unknown stream key", "skyrelay_origin_publish_refused_total{reason=\"unknown_key\"}", c));
 
-    for (what, mut client) in cases {
+    // Each bad connection is closed, and counted under its own reason.
+    for (what, series, mut client) in cases {
         assert!(client.closed_by_server().await, "{what}: the server did not close the connection");
-        let now = rtmp_error_count(&origin).await;
-        assert!(now > errors, "{what}: no error metric counted");
-        errors = now;
+        let count = wait_for(&format!("{what}: the metric {series}"), Duration::from_secs(5), || async {
+            let v = metric(&origin, series).await;
+            (v >= 1.0).then_some(v)
+        })
+        .await;
+        assert!(count >= 1.0);
     }
 
     // The good publisher never noticed.
