@@ -4,9 +4,9 @@
 
 pub use skyrelay_testkit::*;
 
-use std::net::SocketAddr;
 use skyrelay_origin::config::{OriginConfig, StreamKeyEntry};
 use skyrelay_origin::node::OriginNode;
+use std::net::SocketAddr;
 
 pub const KEY: &str = "test-stream-key-0001";
 pub const CHANNEL: &str = "demo";
@@ -37,4 +37,3 @@ pub fn publish_url(origin: &OriginNode, key: &str) -> String {
 pub fn http_url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}{path}")
 }
-
