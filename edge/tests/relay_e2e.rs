@@ -196,3 +196,24 @@ async fn delivery_resumes_after_the_origin_restarts() {
     assert!(out.status.success() && errors.trim().is_empty(), "decode after the restart: {errors}");
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_edge_plays_on_the_first_request() {
+    let net = TestNet::new(&["edge-1"]).await;
+    let _ffmpeg = ffmpeg_publish(&net.publish_url(), 20);
+    let origin_playlist = format!("http://{}/live/demo/source/index.m3u8", net.origin.http_addr);
+    wait_for("the origin's first segment", Duration::from_secs(25), || async {
+        let (status, text) = http_text(&origin_playlist).await;
+        (status == 200 && text.contains("#EXTINF")).then_some(())
+    })
+    .await;
+    // No request has reached the edge yet: the player's very first attempt must work.
+    let master = format!("http://{}/live/demo/master.m3u8", net.edge(0).http_addr);
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i", &master, "-t", "2", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && errors.trim().is_empty(), "first play from a cold edge: {errors}");
+    net.stop().await;
+}

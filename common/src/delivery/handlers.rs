@@ -115,6 +115,13 @@ fn classify_part(w: &LiveWindow, msn: u64, part: u32) -> PartState {
     if soon { PartState::Wait } else { PartState::Missing }
 }
 
+/// A plain playlist request is answered once the window lists a complete segment (or the
+/// stream ended): players that ignore parts (ffmpeg, classic HLS) cannot start from a
+/// playlist of parts only, as a freshly subscribed edge or a just-started stream has.
+fn has_first_segment(w: &LiveWindow) -> Option<()> {
+    (w.last_complete_msn().is_some() || (w.ended() && w.latest_msn().is_some())).then_some(())
+}
+
 /// Whether part `msn.part` can no longer appear.
 fn part_impossible(w: &LiveWindow, msn: u64) -> bool {
     w.ended() || w.last_complete_msn().is_some_and(|m| m >= msn) || w.latest_msn().is_some_and(|m| m > msn)
@@ -290,8 +297,8 @@ impl Delivery {
                     "requested segment or part did not appear in time",
                 );
             }
-        } else if r.wait_for(deadline, |w| w.latest_msn()).await.is_none() {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "no media yet");
+        } else if r.wait_for(deadline, has_first_segment).await.is_none() {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "no complete segment yet; retry shortly");
         }
         match r.media_playlist(uri_query) {
             Some(body) => ok(DeliveryBody::full(body), PLAYLIST_TYPE, HeaderValue::from_static(NO_CACHE)),
