@@ -69,8 +69,12 @@ fn decode_errors(input: &str) -> String {
         "error",
         "-i",
         input,
+        // Keep the source timestamps: live encoders (GStreamer under load) are not
+        // constant-rate, and a frame-rate time base would make the null muxer complain.
         "-fps_mode",
         "passthrough",
+        "-enc_time_base",
+        "-1",
         "-f",
         "null",
         "-",
