@@ -45,14 +45,12 @@ pub fn edge_config(
     cfg
 }
 
-async fn start_origin(
-    dir: &Path,
+async fn try_start_origin(
     rtmp: std::net::SocketAddr,
     http: std::net::SocketAddr,
     relay: std::net::SocketAddr,
     cert_dir: std::path::PathBuf,
-) -> OriginNode {
-    let _ = dir;
+) -> Result<OriginNode, skyrelay_origin::node::OriginError> {
     let mut cfg = OriginConfig { node_name: "origin-1".into(), ..OriginConfig::default() };
     cfg.rtmp.listen = rtmp;
     cfg.http.listen = http;
@@ -61,7 +59,7 @@ async fn start_origin(
     cfg.relay.cert_dir = Some(cert_dir);
     cfg.keys = vec![StreamKeyEntry { key: KEY.into(), channel: "demo".into() }];
     cfg.drain_seconds = 2;
-    OriginNode::start(cfg, None).await.expect("origin starts")
+    OriginNode::start(cfg, None).await
 }
 
 impl TestNet {
@@ -70,7 +68,20 @@ impl TestNet {
         let TestNet { dir, origin, edges } = self;
         let (rtmp, http, relay) = (origin.rtmp_addr, origin.http_addr, origin.relay_addr.expect("relay"));
         origin.stop().await;
-        let origin = start_origin(dir.path(), rtmp, http, relay, dir.path().join("origin-1")).await;
+        // The stopped node's QUIC endpoint releases its UDP socket from a background driver
+        // task shortly after `stop` returns; a restarting process would meet the same, so
+        // retry the bind (bounded) as a supervisor would.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        let origin = loop {
+            match try_start_origin(rtmp, http, relay, dir.path().join("origin-1")).await {
+                Ok(origin) => break origin,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "origin restart: addresses not free yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("origin restarts on its old addresses: {e}"),
+            }
+        };
         TestNet { dir, origin, edges }
     }
 
@@ -79,7 +90,8 @@ impl TestNet {
         let dir = tempfile::tempdir().unwrap();
         tls::create_ca(&dir.path().join("ca")).expect("cluster CA");
         let any = "127.0.0.1:0".parse().unwrap();
-        let origin = start_origin(dir.path(), any, any, any, issue(dir.path(), "origin-1")).await;
+        let origin =
+            try_start_origin(any, any, any, issue(dir.path(), "origin-1")).await.expect("origin starts");
         let relay = origin.relay_addr.expect("origin relay listener");
         let mut nodes = Vec::new();
         for name in edges {
