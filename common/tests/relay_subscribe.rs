@@ -176,3 +176,32 @@ async fn relay_shield_subscribes_upstream_on_demand() {
     let _ = stop.send(());
     tokio::time::timeout(DEADLINE, shield).await.unwrap().unwrap();
 }
+
+/// A fresh subscription starts `history_segments` back and receives all of that history,
+/// although it holds far more parts than the publisher keeps in flight (K = 8): complete
+/// parts of the backfill wait for a free slot instead of being dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_fresh_subscription_backfills_history() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "hist");
+    for msn in 0..6 {
+        feed.segment(msn, 6);
+    }
+    feed.chunk(6, 0, 0);
+    let server = TestServer::start(origin.clone(), &pki.server, None);
+
+    let edge = hub();
+    let (client, _) = client(&pki, server.addr, edge.clone());
+    let sub = client.subscribe("hist", "source").await.unwrap();
+    let local = sub.rendition().clone();
+    let history = client_config(server.addr).history_segments;
+    let first = 6 - history;
+    // Once caught up (the upstream's newest part at subscribe time is here), every history
+    // segment is in the window already.
+    assert!(sub.caught_up(DEADLINE).await, "caught up with the upstream");
+    let held = local.read(|w| (w.oldest_msn(), w.last_complete_msn(), w.part(6, 0).is_some()));
+    assert_eq!(held, (Some(first), Some(5), true), "history segments and the open part");
+    assert_same_parts(&origin.rendition("hist", "source").unwrap(), &local, first..=5);
+    assert_eq!(server.metrics.parts_dropped.get(), 0, "no backfill part dropped");
+}

@@ -86,12 +86,20 @@ impl EdgeNode {
             .map_err(setup("control plane"))?
             .map(|(url, secret)| ControlPlaneClient::new(&url, &secret));
         let identity = Arc::new(identity);
+        // A fresh subscription backfills the edge's whole window, so the edge's playlist
+        // lists what the upstream's does.
+        let history = cfg.window_segments as u64;
         let upstream = match &control_plane {
-            Some(cp) => {
-                Upstream::ControlPlane(Box::new(Routed::new(cp.clone(), identity.clone(), client_metrics)))
-            }
+            Some(cp) => Upstream::ControlPlane(Box::new(Routed::new(
+                cp.clone(),
+                identity.clone(),
+                client_metrics,
+                history,
+            ))),
             None => {
-                let client_cfg = RelayClientConfig::new(cfg.upstream.addr, cfg.upstream.server_name.clone());
+                let mut client_cfg =
+                    RelayClientConfig::new(cfg.upstream.addr, cfg.upstream.server_name.clone());
+                client_cfg.history_segments = history;
                 let client = RelayClient::new(&identity, client_cfg, hub.clone(), client_metrics)
                     .map_err(setup("relay client"))?;
                 Upstream::Static(client)

@@ -74,6 +74,8 @@ pub struct Routed {
     pub cp: ControlPlaneClient,
     pub identity: Arc<NodeIdentity>,
     pub client_metrics: RelayClientMetrics,
+    /// Complete segments a fresh subscription starts with (the edge's window).
+    pub history_segments: u64,
     /// Relay clients by upstream relay address (bounded: one per origin).
     clients: std::sync::Mutex<HashMap<String, Arc<RelayClient>>>,
 }
@@ -81,13 +83,24 @@ pub struct Routed {
 /// Most upstream relay clients an edge keeps.
 const MAX_UPSTREAMS: usize = 64;
 
+/// Longest wait, on a fresh subscription, for the history it asked for to arrive before the
+/// first request is answered (so a player's first playlist lists the whole window).
+const BACKFILL_WAIT: Duration = Duration::from_secs(2);
+
 impl Routed {
     pub fn new(
         cp: ControlPlaneClient,
         identity: Arc<NodeIdentity>,
         client_metrics: RelayClientMetrics,
+        history_segments: u64,
     ) -> Self {
-        Routed { cp, identity, client_metrics, clients: std::sync::Mutex::new(HashMap::new()) }
+        Routed {
+            cp,
+            identity,
+            client_metrics,
+            history_segments,
+            clients: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     fn client(
@@ -108,7 +121,8 @@ impl Routed {
         let addr = relay_addr
             .parse()
             .map_err(|_| format!("upstream relay address {relay_addr:?} is not ip:port"))?;
-        let cfg = RelayClientConfig::new(addr, server_name);
+        let mut cfg = RelayClientConfig::new(addr, server_name);
+        cfg.history_segments = self.history_segments;
         let client = RelayClient::new(&self.identity, cfg, hub.clone(), self.client_metrics.clone())
             .map_err(|e| e.to_string())?;
         let client = Arc::new(client);
@@ -187,6 +201,7 @@ impl UpstreamSource {
         match &self.upstream {
             Upstream::Static(client) => {
                 let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
+                caught_up(channel, &sub).await;
                 Ok(Carried { subscription: sub, _client: None, follower: None })
             }
             Upstream::ControlPlane(routed) => {
@@ -201,6 +216,7 @@ impl UpstreamSource {
                 let client =
                     routed.client(&relay, &origin.name, &self.hub).map_err(SubscribeError::ControlPlane)?;
                 let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
+                caught_up(channel, &sub).await;
                 let follower = tokio::spawn(follow_origin(
                     routed.cp.clone(),
                     channel.to_owned(),
@@ -264,6 +280,13 @@ impl UpstreamSource {
         self.subscriptions.invalidate(channel).await;
         self.subscriptions.run_pending_tasks().await;
         self.hub.remove(channel);
+    }
+}
+
+/// Waits (bounded) for a fresh subscription's history; late history still arrives after.
+async fn caught_up(channel: &str, sub: &Subscription) {
+    if !sub.caught_up(BACKFILL_WAIT).await {
+        debug!(%channel, "history not complete in time; serving what arrived");
     }
 }
 

@@ -217,3 +217,39 @@ async fn a_cold_edge_plays_on_the_first_request() {
     assert!(out.status.success() && errors.trim().is_empty(), "first play from a cold edge: {errors}");
     net.stop().await;
 }
+
+/// `#EXT-X-MEDIA-SEQUENCE` and the number of segments a media playlist lists.
+fn window_of(playlist: &str) -> (u64, usize) {
+    let seq = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    (seq, playlist.matches("#EXTINF").count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_edge_lists_the_origins_window_at_once() {
+    let net = TestNet::new(&["edge-1"]).await;
+    let _ffmpeg = ffmpeg_publish(&net.publish_url(), 40);
+    let origin_playlist = format!("http://{}/live/demo/source/index.m3u8", net.origin.http_addr);
+    let (origin_seq, origin_count) =
+        wait_for("4 segments at the origin", Duration::from_secs(40), || async {
+            let (status, text) = http_text(&origin_playlist).await;
+            let (seq, count) = window_of(&text);
+            (status == 200 && count >= 4).then_some((seq, count))
+        })
+        .await;
+    // The edge's very first playlist (it subscribes on this request) already lists the
+    // history: at least the segments the origin listed a moment before, none older.
+    let edge_playlist = format!("http://{}/live/demo/source/index.m3u8", net.edge(0).http_addr);
+    let (status, text) = http_text(&edge_playlist).await;
+    assert_eq!(status, 200, "{text}");
+    let (seq, count) = window_of(&text);
+    assert!(count >= origin_count, "edge lists {count} segments, origin {origin_count}:\n{text}");
+    assert!(
+        seq >= origin_seq && seq <= origin_seq + 1,
+        "edge starts at {seq}, origin at {origin_seq}:\n{text}"
+    );
+    net.stop().await;
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 use quinn::{Endpoint, VarInt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::codec::ErrorCode;
+use super::codec::{ErrorCode, Position};
 use super::metrics::RelayClientMetrics;
 use super::tls::{self, NodeIdentity, TlsError};
 use crate::hub::{Hub, HubError, Rendition};
@@ -118,6 +118,8 @@ pub(crate) struct Accepted {
     id: u64,
     local: Arc<Rendition>,
     active: Arc<AtomicBool>,
+    /// The newest part the upstream held when it accepted.
+    latest: Option<Position>,
 }
 
 pub(crate) enum Command {
@@ -185,12 +187,13 @@ impl RelayClient {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Subscribe { channel: channel.into(), rendition: rendition.into(), reply };
         self.cmd.send(cmd).await.map_err(|_| RelayError::Stopped)?;
-        let Accepted { id, local, active } = match tokio::time::timeout(self.request_timeout, rx).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(_)) => return Err(RelayError::Stopped),
-            Err(_) => return Err(RelayError::Timeout),
-        };
-        Ok(Subscription { id, local, active, cmd: self.cmd.clone() })
+        let Accepted { id, local, active, latest } =
+            match tokio::time::timeout(self.request_timeout, rx).await {
+                Ok(Ok(r)) => r?,
+                Ok(Err(_)) => return Err(RelayError::Stopped),
+                Err(_) => return Err(RelayError::Timeout),
+            };
+        Ok(Subscription { id, local, active, latest, cmd: self.cmd.clone() })
     }
 }
 
@@ -200,6 +203,7 @@ pub struct Subscription {
     id: u64,
     local: Arc<Rendition>,
     active: Arc<AtomicBool>,
+    latest: Option<Position>,
     cmd: mpsc::Sender<Command>,
 }
 
@@ -218,6 +222,20 @@ impl Subscription {
     /// rendition was removed there) or the client stopped; the caller may subscribe again.
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `timeout`) until the local window holds the part that was the
+    /// upstream's newest when it accepted, so that the history asked for
+    /// (`history_segments`) has arrived: a player's first playlist then lists it all.
+    /// Returns whether it did; `true` at once when the upstream held nothing.
+    pub async fn caught_up(&self, timeout: Duration) -> bool {
+        let Some(latest) = self.latest else { return true };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let reached = |w: &crate::window::LiveWindow| {
+            (w.part(latest.msn, latest.part).is_some() || w.latest_msn().is_some_and(|m| m > latest.msn))
+                .then_some(())
+        };
+        self.local.wait_for(deadline, reached).await.is_some()
     }
 
     /// Stops the subscription.

@@ -315,7 +315,7 @@ impl Driver {
                 }
                 sub.asm.on_start(latest.map(|_| start_msn), &mut out);
                 apply(sub, out);
-                let accepted = Accepted { id, local: sub.local.clone(), active: sub.active.clone() };
+                let accepted = Accepted { id, local: sub.local.clone(), active: sub.active.clone(), latest };
                 if let Some(reply) = sub.reply.take()
                     && reply.send(Ok(accepted)).is_err()
                 {

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use quinn::{Connection, SendStream, VarInt};
 use tokio::sync::{mpsc, oneshot};
@@ -18,6 +19,10 @@ use crate::relay::codec::{
 };
 use crate::relay::io::{self, StreamError};
 use crate::window::{ChunkAt, LiveWindow, PartView};
+
+/// Longest wait of a backfill part for a free in-flight slot before the oldest part in
+/// flight is dropped as for a subscriber that fell behind.
+const BACKFILL_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// The next stream priority of a connection: newer streams go first.
 pub(super) fn priority(counter: &AtomicU64) -> i32 {
@@ -88,6 +93,10 @@ impl Subscription {
         let mut last_pushed: Option<Position> = None;
         let mut ended_sent = false;
         let max = self.shared.cfg.max_parts_in_flight.max(1);
+        // The backfill: parts already complete when the subscription started (the history
+        // a fresh subscriber asked for). They are all there to be sent at once, so they wait
+        // for a free slot instead of pushing each other out; live parts never wait.
+        let backfill_end = self.rendition.read(|w| w.last_complete_part());
         loop {
             in_flight.retain(|f| !f.task.is_finished());
             match self.rendition.read(|w| step(w, self.id, next, announced)) {
@@ -95,6 +104,18 @@ impl Subscription {
                     if let Some(init) = announce {
                         announced = Some(init.id);
                         self.send(ControlMessage::Announce { subscription: self.id, init }).await;
+                    }
+                    let backfill =
+                        backfill_end.is_some_and(|end| (header.msn, header.part) <= (end.msn, end.part));
+                    if backfill && in_flight.len() >= max {
+                        let oldest = in_flight.front_mut().map(|f| &mut f.task);
+                        if let Some(task) = oldest {
+                            tokio::select! {
+                                _ = tokio::time::timeout(BACKFILL_SLOT_WAIT, task) => {}
+                                _ = self.conn.closed() => return,
+                            }
+                        }
+                        in_flight.retain(|f| !f.task.is_finished());
                     }
                     while in_flight.len() >= max {
                         let Some(old) = in_flight.pop_front() else { break };
