@@ -14,59 +14,16 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use skyrelay_edge::node::EdgeNode;
+use skyrelay_testkit::browser::{DriverResult, artifacts, check_prerequisites, drive, web_dir};
 use support::*;
 
-const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web");
 const MIN_ADVANCE_S: f64 = 5.0;
 const MAX_LATENCY_S: f64 = 3.0;
 /// A `token` on the page URL must reach the playlist URL (the edge here checks none).
 const TOKEN: &str = "page-token-1";
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir).expect("artifacts directory");
-    dir
-}
-
-fn check_prerequisites() {
-    let web = Path::new(WEB);
-    assert!(
-        chromium().is_file(),
-        "Chromium is missing at {}: run scripts/test.sh, which installs Debian's chromium",
-        chromium().display()
-    );
-    assert!(
-        web.join("node_modules/playwright-core").is_dir()
-            && web.join("node_modules/hls.js/dist/hls.min.js").is_file(),
-        "web/node_modules is missing: run `npm ci --prefix web` (scripts/test.sh does)"
-    );
-}
-
-/// The `key=value` pairs of the driver's `watch-result` line.
-fn parse_result(stdout: &str) -> HashMap<String, String> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix("watch-result ")).unwrap_or("");
-    line.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn number(result: &HashMap<String, String>, key: &str, report: &str) -> f64 {
-    result
-        .get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no figure {key} in the driver's report:\n{report}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_watch_page_from_an_edge() {
@@ -77,7 +34,7 @@ async fn chromium_plays_the_watch_page_from_an_edge() {
     cfg.region = "eu".into();
     cfg.http.delivery.node_name = cfg.node_name.clone();
     cfg.http.delivery.region = cfg.region.clone();
-    cfg.http.delivery.web_assets_dir = Path::new(WEB).join("node_modules/hls.js/dist");
+    cfg.http.delivery.web_assets_dir = web_dir().join("node_modules/hls.js/dist");
     net.edges.push(EdgeNode::start(cfg).await.expect("edge starts"));
     let edge = net.edge(0).http_addr;
 
@@ -98,63 +55,55 @@ async fn chromium_plays_the_watch_page_from_an_edge() {
     })
     .await;
 
-    let dir = artifacts();
-    let shot = dir.join("watch-demo.png");
+    let shot = artifacts().join("watch-demo.png");
     let _ = std::fs::remove_file(&shot);
-    let out_path = dir.join("watch-demo.log");
-    let err_path = dir.join("watch-demo.stderr.log");
-    let child = Command::new("node")
-        .arg(Path::new(WEB).join("tests/watch.mjs"))
-        .args(["--url", &format!("http://{edge}/watch/demo?token={TOKEN}")])
-        .args(["--offline-url", &format!("http://{edge}/watch/nobody-here")])
-        .args(["--native-url", &format!("http://{edge}/watch/demo?player=native")])
-        .arg("--screenshot")
-        .arg(&shot)
-        .args(["--seconds", "6", "--timeout", "60", "--cut-seconds", "4"])
-        .arg("--chromium")
-        .arg(chromium())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("driver log"))
-        .stderr(std::fs::File::create(&err_path).expect("driver error log"))
-        .spawn()
-        .expect("node runs (Node.js is needed for the web UI)");
-    let mut driver = ChildGuard(child);
-    let exit = driver.wait_exit(Duration::from_secs(240)).await.expect("the browser driver finishes");
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let report = format!("{stdout}\n{stderr}");
-    println!("{report}");
-    assert!(exit.success(), "the browser driver failed ({exit}):\n{report}");
-
-    let r = parse_result(&stdout);
-    let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("");
+    let args = [
+        "--url".to_string(),
+        format!("http://{edge}/watch/demo?token={TOKEN}"),
+        "--offline-url".into(),
+        format!("http://{edge}/watch/nobody-here"),
+        "--native-url".into(),
+        format!("http://{edge}/watch/demo?player=native"),
+        "--screenshot".into(),
+        shot.display().to_string(),
+        "--seconds".into(),
+        "6".into(),
+        "--timeout".into(),
+        "60".into(),
+        "--cut-seconds".into(),
+        "4".into(),
+    ];
+    let driven = drive("watch.mjs", "watch-demo", &args, Duration::from_secs(240)).await;
+    let r = DriverResult::parse(&driven, "watch-result ");
+    let report = r.report();
+    let get = |k: &str| r.get(k);
     assert_eq!(get("started"), "1", "the video never played:\n{report}");
     assert_eq!(get("engine"), "hls.js", "{report}");
-    let played = number(&r, "played_s", &report);
+    let played = r.number("played_s");
     assert!(played >= MIN_ADVANCE_S, "currentTime advanced {played:.2} s (< {MIN_ADVANCE_S} s):\n{report}");
     assert_eq!(get("fatal_errors"), "0", "fatal player errors:\n{report}");
     assert_eq!(get("other_errors"), "0", "player errors:\n{report}");
     assert_eq!(get("console_errors"), "0", "console errors or failed requests:\n{report}");
     // One stall (the buffer of a 1 s target latency running dry while the machine is busy)
     // is tolerated; latency is then judged once playback is steady again.
-    let stalls = number(&r, "stalls", &report);
+    let stalls = r.number("stalls");
     assert!(stalls <= 1.0, "{stalls} stalls:\n{report}");
-    assert!(number(&r, "steady_samples", &report) >= 8.0, "too few latency samples:\n{report}");
+    assert!(r.number("steady_samples") >= 8.0, "too few latency samples:\n{report}");
     for key in ["latency_max_steady", "latency_last"] {
-        let latency = number(&r, key, &report);
+        let latency = r.number(key);
         assert!(latency < MAX_LATENCY_S, "hls.js {key} {latency:.2} s (>= {MAX_LATENCY_S} s):\n{report}");
     }
     assert_eq!((get("node"), get("region")), ("edge-eu-1", "eu"), "{report}");
     assert_eq!(get("token_carried"), "1", "the page's token was not passed to the playlist:\n{report}");
     assert_eq!(get("native_engine"), "native", "{report}");
-    let native = number(&r, "native_advance_s", &report);
+    let native = r.number("native_advance_s");
     assert!(native >= 3.0, "native HLS advanced {native:.2} s:\n{report}");
     // Four seconds without network: playback suffers, then comes back near the live edge.
     assert_eq!(get("cut_stalled"), "1", "the network cut did not disturb playback:\n{report}");
-    let recovered = number(&r, "cut_recovered_s", &report);
+    let recovered = r.number("cut_recovered_s");
     assert!(recovered < 20.0, "back near the live edge only {recovered:.1} s after the network returned");
     assert_eq!(get("offline_state"), "offline", "a channel nobody publishes:\n{report}");
-    assert!(number(&r, "offline_attempts", &report) >= 2.0, "the offline page did not retry:\n{report}");
+    assert!(r.number("offline_attempts") >= 2.0, "the offline page did not retry:\n{report}");
 
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "screenshot is not a PNG of a page");

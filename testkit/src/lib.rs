@@ -2,6 +2,8 @@
 //! GStreamer) as child processes stopped on drop, HTTP fetches, condition waits with
 //! deadlines, and a reading of LL-HLS media playlists.
 
+pub mod browser;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
