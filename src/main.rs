@@ -41,6 +41,8 @@ enum Command {
     },
     /// Run a whole network on this machine: control plane, and an origin and two edges per region.
     Up(up::UpArgs),
+    /// Load tester: stamped RTMP publishers, LL-HLS/HLS viewers, cold-miss bursts, reports.
+    Loadtest(skyrelay_loadtest::cli::LoadtestArgs),
     /// Manage the cluster CA that authenticates nodes to each other on the relay.
     #[command(subcommand)]
     ClusterCa(ClusterCa),
@@ -141,6 +143,9 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Up(args) => up::run(args, shutdown_signal()).await?,
+        Command::Loadtest(args) => {
+            skyrelay_loadtest::cli::run(args, shutdown_signal()).await.context("loadtest")?;
+        }
         Command::ClusterCa(ClusterCa::Init { dir }) => {
             skyrelay_common::relay::tls::create_ca(&dir).context("creating the cluster CA")?;
             println!("cluster CA created in {} (keep ca.key private)", dir.display());

@@ -5,9 +5,20 @@
 //! HTTP requests can wait for a part or segment without polling ([`Rendition::wait_for`]).
 //! The [`Hub`] bounds the number of channels and renditions, and records when each
 //! channel was last requested (edges unsubscribe idle channels).
+//!
+//! A hub may carry an [`ObjectCache`] (`objects`): whole segments as single buffers in a
+//! cache weighed by bytes, shared by its renditions (an edge's delivery serves segments from
+//! it).
+
+mod objects;
+
+pub use objects::{ObjectCache, ObjectOutcome};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Source of rendition ids: unique in the process, never reused.
+static NEXT_RENDITION_ID: AtomicU64 = AtomicU64::new(1);
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -26,11 +37,14 @@ pub const MAX_NAME_LEN: usize = 64;
 pub struct HubLimits {
     pub max_channels: usize,
     pub max_renditions_per_channel: usize,
+    /// Bytes the live windows may hold together: each rendition reserves its window's
+    /// `max_bytes` when opened, and a rendition that would pass this is refused.
+    pub max_window_bytes: u64,
 }
 
 impl Default for HubLimits {
     fn default() -> Self {
-        HubLimits { max_channels: 10_000, max_renditions_per_channel: 16 }
+        HubLimits { max_channels: 10_000, max_renditions_per_channel: 16, max_window_bytes: u64::MAX }
     }
 }
 
@@ -47,6 +61,9 @@ pub enum HubError {
     /// The channel already holds `max_renditions_per_channel` renditions.
     #[error("too many renditions in channel (limit {0})")]
     TooManyRenditions(usize),
+    /// Another window would pass `max_window_bytes`.
+    #[error("live windows would exceed their byte budget ({0} bytes)")]
+    OverBudget(u64),
 }
 
 /// Whether `name` is usable as a channel or rendition name (and so in a URL path).
@@ -68,6 +85,7 @@ pub struct Hub {
     limits: HubLimits,
     epoch: Instant,
     channels: RwLock<HashMap<String, Channel>>,
+    objects: Option<Arc<ObjectCache>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -84,7 +102,18 @@ impl Hub {
 
     /// A hub whose windows use `cfg`, bounded by `limits`.
     pub fn with_limits(cfg: WindowConfig, limits: HubLimits) -> Self {
-        Hub { cfg, limits, epoch: Instant::now(), channels: RwLock::new(HashMap::new()) }
+        Hub { cfg, limits, epoch: Instant::now(), channels: RwLock::new(HashMap::new()), objects: None }
+    }
+
+    /// Renditions opened from now on keep whole segments in `objects`.
+    pub fn with_objects(mut self, objects: ObjectCache) -> Self {
+        self.objects = Some(Arc::new(objects));
+        self
+    }
+
+    /// The whole-segment cache, if any.
+    pub fn objects(&self) -> Option<&Arc<ObjectCache>> {
+        self.objects.as_ref()
     }
 
     fn now_ms(&self) -> u64 {
@@ -122,13 +151,26 @@ impl Hub {
         if ch.renditions.len() >= self.limits.max_renditions_per_channel {
             return Err(HubError::TooManyRenditions(self.limits.max_renditions_per_channel));
         }
-        let r = Arc::new(Rendition::new(
+        let open = map.values().map(|c| c.renditions.len() as u64).sum::<u64>();
+        if (open + 1).saturating_mul(self.cfg.max_bytes) > self.limits.max_window_bytes {
+            // Do not leave an empty channel behind.
+            if map.get(channel).is_some_and(|c| c.renditions.is_empty()) {
+                map.remove(channel);
+            }
+            return Err(HubError::OverBudget(self.limits.max_window_bytes));
+        }
+        let Some(ch) = map.get_mut(channel) else {
+            return Err(HubError::TooManyChannels(self.limits.max_channels));
+        };
+        let mut r = Rendition::new(
             channel.to_owned(),
             rendition.to_owned(),
             LiveWindow::new(self.cfg.clone()),
             ch.last_access.clone(),
             self.epoch,
-        ));
+        );
+        r.objects = self.objects.clone();
+        let r = Arc::new(r);
         ch.renditions.push(r.clone());
         Ok(r)
     }
@@ -198,15 +240,19 @@ impl Hub {
 
 /// One rendition's live window, shared between its writer and its readers.
 pub struct Rendition {
+    id: u64,
     channel: String,
     name: String,
     window: Mutex<LiveWindow>,
     tx: watch::Sender<u64>,
     closed: AtomicBool,
+    /// False while a fresh relay subscription is still receiving the history it asked for.
+    filled: AtomicBool,
     last_access: Arc<AtomicU64>,
     epoch: Instant,
     /// The playlist without a URI query, for the version it was built at.
     playlist_cache: Mutex<Option<(u64, Bytes)>>,
+    objects: Option<Arc<ObjectCache>>,
 }
 
 impl std::fmt::Debug for Rendition {
@@ -228,14 +274,17 @@ impl Rendition {
     ) -> Self {
         let (tx, _) = watch::channel(window.version());
         Rendition {
+            id: NEXT_RENDITION_ID.fetch_add(1, Ordering::Relaxed),
             channel,
             name,
             window: Mutex::new(window),
             tx,
             closed: AtomicBool::new(false),
+            filled: AtomicBool::new(true),
             last_access,
             epoch,
             playlist_cache: Mutex::new(None),
+            objects: None,
         }
     }
 
@@ -248,6 +297,17 @@ impl Rendition {
             Arc::new(AtomicU64::new(0)),
             Instant::now(),
         )
+    }
+
+    /// Unique in the process and never reused: a channel dropped and opened again gets a
+    /// new id (the key of cached objects).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The hub's whole-segment cache, if it has one.
+    pub fn objects(&self) -> Option<&ObjectCache> {
+        self.objects.as_deref()
     }
 
     /// Channel name.
@@ -326,6 +386,26 @@ impl Rendition {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.tx.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Whether the window holds the history its writer meant it to have. True unless a
+    /// fresh relay subscription is still backfilling: delivery then waits for objects it
+    /// does not hold yet instead of answering 404, and a plain playlist waits for the
+    /// history (bounded), so a player's first playlist lists the whole window.
+    pub fn is_filled(&self) -> bool {
+        self.filled.load(Ordering::Acquire)
+    }
+
+    /// Waits until [`Rendition::is_filled`], at most `timeout`; returns whether it is.
+    pub async fn wait_filled(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.wait_for(deadline, |_| self.is_filled().then_some(())).await.is_some()
+    }
+
+    /// Sets [`Rendition::is_filled`] and wakes waiters.
+    pub fn set_filled(&self, filled: bool) {
+        self.filled.store(filled, Ordering::Release);
         self.tx.send_modify(|v| *v = v.wrapping_add(1));
     }
 

@@ -200,6 +200,7 @@ async fn relay_fresh_subscription_backfills_history() {
     // Once caught up (the upstream's newest part at subscribe time is here), every history
     // segment is in the window already.
     assert!(sub.caught_up(DEADLINE).await, "caught up with the upstream");
+    assert!(local.wait_filled(DEADLINE).await, "the rendition counts as filled");
     let held = local.read(|w| (w.oldest_msn(), w.last_complete_msn(), w.part(6, 0).is_some()));
     assert_eq!(held, (Some(first), Some(5), true), "history segments and the open part");
     assert_same_parts(&origin.rendition("hist", "source").unwrap(), &local, first..=5);

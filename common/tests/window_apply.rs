@@ -222,3 +222,29 @@ fn targets_follow_the_longest_seen() {
     assert_eq!(w.target_duration_secs(), 3);
     assert_eq!(w.part_target_secs(), 2.5);
 }
+
+#[test]
+fn byte_bound_evicts_oldest_complete_segments_then_refuses() {
+    // Segments of 2 parts of one 1-byte chunk: 2 bytes each; the window holds 5 bytes.
+    let mut w = LiveWindow::new(WindowConfig { max_bytes: 5, ..Default::default() });
+    w.apply(init(b"i"), 0).unwrap();
+    for msn in 0..4 {
+        segment(&mut w, msn, 2, 0);
+        assert!(w.media_bytes() <= 5, "{} bytes held", w.media_bytes());
+    }
+    // 2 complete segments (4 bytes) fit; the third pushed the oldest out.
+    assert_eq!((w.oldest_msn(), w.latest_msn()), (Some(2), Some(3)));
+    assert_eq!(w.media_bytes(), 4);
+    // An open segment growing past what is left evicts complete segments, oldest first.
+    w.apply(chunk(4, 0, b"abc"), 0).unwrap();
+    assert_eq!((w.oldest_msn(), w.media_bytes()), (Some(3), 5));
+    w.apply(chunk(4, 0, b"d"), 0).unwrap();
+    assert_eq!((w.oldest_msn(), w.media_bytes()), (Some(4), 4));
+    // Nothing left to evict: refused, and the window is unchanged.
+    let version = w.version();
+    assert_eq!(w.apply(chunk(4, 0, b"ef"), 0), Err(WindowError::WindowFull { limit: 5 }));
+    assert_eq!((w.version(), w.media_bytes()), (version, 4));
+    // Abandoning the open segment gives its bytes back.
+    w.abandon_open();
+    assert_eq!(w.media_bytes(), 0);
+}

@@ -26,7 +26,7 @@ fn init_event() -> MediaEvent {
 fn open_is_get_or_create_and_bounded() {
     let hub = Hub::with_limits(
         WindowConfig::default(),
-        HubLimits { max_channels: 2, max_renditions_per_channel: 2 },
+        HubLimits { max_channels: 2, max_renditions_per_channel: 2, ..HubLimits::default() },
     );
     let a = hub.open("a", "source").unwrap();
     assert!(Arc::ptr_eq(&a, &hub.open("a", "source").unwrap()));
@@ -120,4 +120,19 @@ async fn idle_channels_follow_touches() {
     }
     r.touch();
     assert!(hub.last_access("a").unwrap() > idle_since);
+}
+
+#[test]
+fn windows_reserve_their_bytes_from_the_hub_budget() {
+    // Each window may hold 1 MiB; the hub's windows 2.5 MiB together: two fit, not three.
+    let cfg = WindowConfig { max_bytes: 1 << 20, ..WindowConfig::default() };
+    let limits = HubLimits { max_window_bytes: (5 << 20) / 2, ..HubLimits::default() };
+    let hub = Hub::with_limits(cfg, limits);
+    hub.open("a", "source").unwrap();
+    hub.open("b", "source").unwrap();
+    assert_eq!(hub.open("c", "source").unwrap_err(), HubError::OverBudget((5 << 20) / 2));
+    assert!(!hub.contains("c"), "a refused channel leaves nothing behind");
+    // Dropping a channel gives its reservation back.
+    hub.remove("a");
+    hub.open("c", "source").unwrap();
 }

@@ -25,6 +25,8 @@ pub struct EdgeConfig {
     pub cert_dir: PathBuf,
     /// Complete segments kept per rendition.
     pub window_segments: usize,
+    /// How much media the edge holds (bytes).
+    pub cache: EdgeCacheConfig,
     /// Most channels carried at once.
     pub max_channels: usize,
     /// Seconds without a viewer (or a downstream subscriber) before a channel is
@@ -48,11 +50,62 @@ impl Default for EdgeConfig {
             control_plane: NodeControlPlaneConfig::default(),
             cert_dir: PathBuf::from("cluster/edge-1"),
             window_segments: 6,
+            cache: EdgeCacheConfig::default(),
             max_channels: 1000,
             idle_unsubscribe_seconds: 30,
             negative_cache_seconds: 1,
             drain_seconds: 5,
         }
+    }
+}
+
+/// The edge's memory for media. Everything it holds of the channels it carries counts
+/// against `capacity_bytes`: a quarter goes to the whole-segment cache (moka, weighed by
+/// bytes, least recently used out first); the rest is shared by the live windows, each
+/// bounded by `window_bytes` (its oldest segments leave first) and reserved when a channel
+/// is subscribed, so at most `capacity_bytes × 3/4 ÷ window_bytes` channels are carried at
+/// once (further channels get 503 until one is dropped).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeCacheConfig {
+    /// Bytes of media held at most (live windows + whole-segment cache).
+    pub capacity_bytes: u64,
+    /// Bytes one channel's live window holds at most.
+    pub window_bytes: u64,
+}
+
+impl Default for EdgeCacheConfig {
+    fn default() -> Self {
+        EdgeCacheConfig { capacity_bytes: 1 << 30, window_bytes: 32 << 20 }
+    }
+}
+
+impl EdgeCacheConfig {
+    /// The whole-segment cache's share of the capacity.
+    pub fn objects_bytes(&self) -> u64 {
+        self.capacity_bytes / 4
+    }
+
+    /// The live windows' share of the capacity.
+    pub fn windows_bytes(&self) -> u64 {
+        self.capacity_bytes - self.objects_bytes()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("cache.capacity_bytes", self.capacity_bytes, 16 << 20, 1 << 40)?;
+        check_range("cache.window_bytes", self.window_bytes, 1 << 20, 4 << 30)?;
+        if self.window_bytes > self.windows_bytes() {
+            return Err(ConfigError::invalid(
+                "cache.window_bytes",
+                format!(
+                    "{} exceeds the live windows' share of cache.capacity_bytes ({} of {})",
+                    self.window_bytes,
+                    self.windows_bytes(),
+                    self.capacity_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -124,6 +177,7 @@ impl Validate for EdgeConfig {
         check_range("idle_unsubscribe_seconds", self.idle_unsubscribe_seconds, 1, 86_400)?;
         check_range("negative_cache_seconds", self.negative_cache_seconds, 0, 600)?;
         check_range("drain_seconds", self.drain_seconds, 0, 600)?;
+        self.cache.validate()?;
         self.control_plane.resolve()?;
         if self.upstream.server_name.is_empty() {
             return Err(ConfigError::invalid(
@@ -163,5 +217,10 @@ mod tests {
         assert!(err.contains("window_segments"), "{err}");
         let err = from_toml::<EdgeConfig>("[http.delivery]\nmax_connections = 0").unwrap_err().to_string();
         assert!(err.contains("http.delivery.max_connections"), "{err}");
+        let err = from_toml::<EdgeConfig>("[cache]\ncapacity_bytes = 1000").unwrap_err().to_string();
+        assert!(err.contains("cache.capacity_bytes"), "{err}");
+        let toml = "[cache]\ncapacity_bytes = 67108864\nwindow_bytes = 67108864";
+        let err = from_toml::<EdgeConfig>(toml).unwrap_err().to_string();
+        assert!(err.contains("cache.window_bytes"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ use skyrelay_common::cpapi::{
     ControlPlaneClient, Heartbeat, NodeRole, RegisterNode, heartbeat_loop, spawn_key_refresher,
 };
 use skyrelay_common::delivery::{self, Delivery};
-use skyrelay_common::hub::{Hub, HubLimits};
+use skyrelay_common::hub::{Hub, HubLimits, ObjectCache};
 use skyrelay_common::relay::client::{RelayClient, RelayClientConfig};
 use skyrelay_common::relay::metrics::{RelayClientMetrics, RelayServerMetrics};
 use skyrelay_common::relay::server::{self as relay_server, RelayServerConfig, RenditionSource};
@@ -67,9 +67,21 @@ impl EdgeNode {
             message: format!("{e} (create it with `skyrelay cluster-ca issue`)"),
         })?;
         let registry = Registry::new();
-        let window = WindowConfig { max_segments: cfg.window_segments, ..WindowConfig::default() };
-        let limits = HubLimits { max_channels: cfg.max_channels, ..HubLimits::default() };
-        let hub = Arc::new(Hub::with_limits(window, limits));
+        // Media memory: live windows within their share of the capacity, whole segments in
+        // the byte-weighed object cache.
+        let window = WindowConfig {
+            max_segments: cfg.window_segments,
+            max_bytes: cfg.cache.window_bytes,
+            ..WindowConfig::default()
+        };
+        let limits = HubLimits {
+            max_channels: cfg.max_channels,
+            max_window_bytes: cfg.cache.windows_bytes(),
+            ..HubLimits::default()
+        };
+        let objects = ObjectCache::new(cfg.cache.objects_bytes(), &registry, "skyrelay_edge")
+            .map_err(setup("metrics"))?;
+        let hub = Arc::new(Hub::with_limits(window, limits).with_objects(objects));
 
         let http = bind("http.listen", cfg.http.listen).await?;
         let admin_listener = bind("admin.listen", cfg.admin.listen).await?;

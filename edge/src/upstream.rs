@@ -17,7 +17,7 @@ use moka::future::Cache;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use skyrelay_common::cpapi::ControlPlaneClient;
 use skyrelay_common::delivery::{BoxFuture, ChannelSource, SourceError};
-use skyrelay_common::hub::{Hub, Rendition};
+use skyrelay_common::hub::{Hub, HubError, Rendition};
 use skyrelay_common::relay::client::{RelayClient, RelayClientConfig, RelayError, Subscription};
 use skyrelay_common::relay::codec::ErrorCode;
 use skyrelay_common::relay::metrics::RelayClientMetrics;
@@ -83,8 +83,8 @@ pub struct Routed {
 /// Most upstream relay clients an edge keeps.
 const MAX_UPSTREAMS: usize = 64;
 
-/// Longest wait, on a fresh subscription, for the history it asked for to arrive before the
-/// first request is answered (so a player's first playlist lists the whole window).
+/// Longest wait of a lower-tier subscriber for the history of a channel this edge has just
+/// subscribed to (so that it receives the whole window too).
 const BACKFILL_WAIT: Duration = Duration::from_secs(2);
 
 impl Routed {
@@ -201,7 +201,6 @@ impl UpstreamSource {
         match &self.upstream {
             Upstream::Static(client) => {
                 let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
-                caught_up(channel, &sub).await;
                 Ok(Carried { subscription: sub, _client: None, follower: None })
             }
             Upstream::ControlPlane(routed) => {
@@ -216,7 +215,6 @@ impl UpstreamSource {
                 let client =
                     routed.client(&relay, &origin.name, &self.hub).map_err(SubscribeError::ControlPlane)?;
                 let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
-                caught_up(channel, &sub).await;
                 let follower = tokio::spawn(follow_origin(
                     routed.cp.clone(),
                     channel.to_owned(),
@@ -283,13 +281,6 @@ impl UpstreamSource {
     }
 }
 
-/// Waits (bounded) for a fresh subscription's history; late history still arrives after.
-async fn caught_up(channel: &str, sub: &Subscription) {
-    if !sub.caught_up(BACKFILL_WAIT).await {
-        debug!(%channel, "history not complete in time; serving what arrived");
-    }
-}
-
 /// Why a subscription could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
@@ -312,6 +303,12 @@ impl SubscribeError {
 
     fn overloaded(&self) -> bool {
         matches!(self, SubscribeError::Relay(e) if e.code() == Some(ErrorCode::Overloaded))
+            || matches!(
+                self,
+                SubscribeError::Relay(RelayError::Hub(
+                    HubError::TooManyChannels(_) | HubError::OverBudget(_)
+                ))
+            )
     }
 }
 
@@ -372,10 +369,15 @@ impl RenditionSource for UpstreamSource {
         Box::pin(async move {
             if let Some(r) = self.hub.rendition(channel, rendition) {
                 r.touch();
+                r.wait_filled(BACKFILL_WAIT).await;
                 return Ok(r);
             }
             match self.ensure(channel).await {
-                Ok(()) => self.hub.rendition(channel, rendition).ok_or(ErrorCode::NotFound),
+                Ok(()) => {
+                    let r = self.hub.rendition(channel, rendition).ok_or(ErrorCode::NotFound)?;
+                    r.wait_filled(BACKFILL_WAIT).await;
+                    Ok(r)
+                }
                 Err(SourceError::NotFound) => Err(ErrorCode::NotFound),
                 Err(SourceError::Overloaded) => Err(ErrorCode::Overloaded),
                 Err(SourceError::Unavailable(_)) => Err(ErrorCode::Internal),

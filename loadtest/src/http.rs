@@ -92,6 +92,48 @@ pub fn resolve(base: &str, reference: &str) -> Result<String, FetchError> {
     Ok(out)
 }
 
+/// Resolves references against one base URL, with the common case (a plain relative
+/// path such as `part-3.4.m4s`) costing one string: the base's directory is kept.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    base: String,
+    dir_len: usize,
+}
+
+impl Resolver {
+    /// A resolver for `base` (`scheme://authority/path`).
+    pub fn new(base: String) -> Result<Self, FetchError> {
+        let uri: Uri = base.parse().map_err(|_| FetchError::BadUrl(base.clone()))?;
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            return Err(FetchError::BadUrl(base));
+        }
+        let path_end = base.find('?').unwrap_or(base.len());
+        let dir_len = base[..path_end].rfind('/').map_or(path_end, |i| i + 1);
+        Ok(Self { base, dir_len })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Same as [`resolve`] against the base.
+    pub fn resolve(&self, reference: &str) -> Result<String, FetchError> {
+        let plain = !reference.is_empty()
+            && !reference.starts_with('/')
+            && !reference.contains("://")
+            && !reference.contains("..")
+            && reference.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+        if plain {
+            let mut out = String::with_capacity(self.dir_len + reference.len());
+            out.push_str(&self.base[..self.dir_len]);
+            out.push_str(reference);
+            return Ok(out);
+        }
+        resolve(&self.base, reference)
+    }
+}
+
 /// Appends query parameters to a URL.
 pub fn with_query(url: &str, query: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -126,8 +168,8 @@ pub async fn get_stream(
     tokio::time::timeout(timeout, fut).await.map_err(|_| FetchError::Timeout)?
 }
 
-/// GETs a text body of at most [`MAX_PLAYLIST`] bytes.
-pub async fn get_text(client: &HttpClient, url: &str, timeout: Duration) -> Result<String, FetchError> {
+/// GETs a body of at most [`MAX_PLAYLIST`] bytes.
+pub async fn get_small(client: &HttpClient, url: &str, timeout: Duration) -> Result<Vec<u8>, FetchError> {
     let mut buf = Vec::new();
     get_stream(client, url, timeout, |c| {
         if buf.len() + c.len() > MAX_PLAYLIST {
@@ -137,7 +179,13 @@ pub async fn get_text(client: &HttpClient, url: &str, timeout: Duration) -> Resu
         Ok(())
     })
     .await?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    Ok(buf)
+}
+
+/// GETs a text body of at most [`MAX_PLAYLIST`] bytes.
+pub async fn get_text(client: &HttpClient, url: &str, timeout: Duration) -> Result<String, FetchError> {
+    let buf = get_small(client, url, timeout).await?;
+    Ok(String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 #[cfg(test)]
@@ -155,6 +203,12 @@ mod tests {
         assert_eq!(resolve(base, "http://127.0.0.1:8080/z").unwrap(), "http://127.0.0.1:8080/z");
         assert!(matches!(resolve(base, "http://10.0.0.1/z"), Err(FetchError::OutOfScope(_))));
         assert!(resolve("nope", "x").is_err());
+        let r = Resolver::new(base.to_owned()).unwrap();
+        for reference in ["source/index.m3u8", "part-1.2.m4s?x=1", "/x/y.ts", "../up.ts", "http://10.0.0.1/z"]
+        {
+            assert_eq!(r.resolve(reference).ok(), resolve(base, reference).ok(), "{reference}");
+        }
+        assert!(Resolver::new("nope".into()).is_err());
         assert_eq!(with_query("a?x=1", "y=2"), "a?x=1&y=2");
         assert_eq!(with_query("a", "y=2"), "a?y=2");
         assert_eq!(FetchError::Status(404).kind(), "http_404");

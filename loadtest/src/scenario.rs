@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::flv::{FlvError, FlvRecording};
 use crate::http::{self, HttpClient};
+use crate::plcache::PlaylistCache;
 use crate::prom::{self, CounterDelta};
 use crate::publish::{self, PublishCounters};
 use crate::report::{Machine, Offload, Report};
@@ -319,6 +320,7 @@ pub async fn run(s: &Scenario, opts: RunOptions, cancel: CancellationToken) -> R
 
     // Viewers start after the warm-up, evenly over the ramp-up.
     let ramp = Duration::from_secs(s.ramp_up_s);
+    let playlists = Arc::new(PlaylistCache::new());
     let mut k = 0usize;
     for (gi, v) in s.viewers.iter().enumerate() {
         for n in 0..v.count {
@@ -328,12 +330,13 @@ pub async fn run(s: &Scenario, opts: RunOptions, cancel: CancellationToken) -> R
             k += 1;
             let spec = ViewerSpec { url: v.url.clone(), mode: v.mode, group: gi };
             let (client, collector, cancel) = (client.clone(), collector.clone(), cancel.clone());
+            let playlists = playlists.clone();
             tasks.spawn(async move {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = cancel.cancelled() => return,
                 }
-                viewer::run_viewer(client, spec, collector, deadline, cancel).await;
+                viewer::run_viewer(client, playlists, spec, collector, deadline, cancel).await;
             });
         }
     }

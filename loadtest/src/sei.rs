@@ -161,8 +161,9 @@ fn stamps_in_sei_rbsp(rbsp: &[u8]) -> Vec<u64> {
 
 /// Streaming stamp finder: feed arbitrary slices of one elementary byte stream.
 ///
-/// Matches [`STAMP_UUID`] with a KMP automaton, then reads the next 8 bytes of the escaped
-/// stream, dropping emulation-prevention bytes. State is a few bytes; nothing is buffered.
+/// Matches [`STAMP_UUID`] with a KMP automaton (skipping with `memchr` to candidate first
+/// bytes), then reads the next 8 bytes of the escaped stream, dropping emulation-prevention
+/// bytes. State is a few bytes; nothing is buffered.
 #[derive(Debug, Clone)]
 pub struct StampScanner {
     matched: usize,
@@ -195,7 +196,18 @@ impl StampScanner {
 
     /// Scans `data`, calling `on_stamp` with each complete stamp (unix microseconds).
     pub fn feed(&mut self, data: &[u8], mut on_stamp: impl FnMut(u64)) {
-        for &b in data {
+        let mut i = 0;
+        while i < data.len() {
+            if self.matched == 0 && self.reading.is_none() {
+                // Between matches, skip straight to the next byte that can start the UUID
+                // (most media bytes are not it).
+                match memchr::memchr(STAMP_UUID[0], &data[i..]) {
+                    Some(k) => i += k,
+                    None => return,
+                }
+            }
+            let b = data[i];
+            i += 1;
             if let Some((value, count, zeros)) = self.reading {
                 if zeros >= 2 && b == 3 {
                     self.reading = Some((value, count, 0));

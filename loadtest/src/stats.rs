@@ -155,7 +155,7 @@ impl<'a> Recorder<'a> {
         Self {
             collector,
             group,
-            samples: Vec::with_capacity(BATCH),
+            samples: Vec::new(),
             negative: 0,
             backlog: 0,
             since_us: 0,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, FetchError, HttpClient};
 use crate::playlist::{self, MediaPlaylist, Resolved};
+use crate::plcache::PlaylistCache;
 use crate::sei::{StampScanner, TsStampScanner, unix_now_us};
 use crate::stats::{Collector, Recorder};
 
@@ -115,7 +116,8 @@ impl Session<'_> {
 
 struct Ctx<'c> {
     client: &'c HttpClient,
-    media_url: String,
+    playlists: &'c PlaylistCache,
+    media_url: http::Resolver,
     init_url: Option<String>,
 }
 
@@ -125,16 +127,16 @@ impl Ctx<'_> {
         sess: &mut Session<'_>,
         query: Option<String>,
         timeout: Duration,
-    ) -> Result<MediaPlaylist, FetchError> {
+    ) -> Result<Arc<MediaPlaylist>, FetchError> {
         let blocking = query.is_some();
         let url = match query {
-            Some(q) => http::with_query(&self.media_url, &q),
-            None => self.media_url.clone(),
+            Some(q) => http::with_query(self.media_url.base(), &q),
+            None => self.media_url.base().to_owned(),
         };
         sess.rec.request(if blocking { "playlist_blocking" } else { "playlist" });
-        let text = http::get_text(self.client, &url, timeout).await?;
+        let text = http::get_small(self.client, &url, timeout).await?;
         sess.rec.bytes(text.len());
-        let pl = MediaPlaylist::parse(&text).map_err(|_| FetchError::BadPlaylist(url))?;
+        let pl = self.playlists.parse(&url, &text).map_err(|_| FetchError::BadPlaylist(url))?;
         sess.stall_after = Duration::from_secs_f64(pl.target_duration.clamp(0.1, 60.0) * 2.0);
         Ok(pl)
     }
@@ -142,7 +144,7 @@ impl Ctx<'_> {
     /// Fetches the init segment when the playlist's map changed.
     async fn ensure_init(&mut self, sess: &mut Session<'_>, pl: &MediaPlaylist) {
         let Some(map) = &pl.map_uri else { return };
-        let Ok(url) = http::resolve(&self.media_url, map) else {
+        let Ok(url) = self.media_url.resolve(map) else {
             sess.rec.error("out_of_scope");
             return;
         };
@@ -172,7 +174,7 @@ impl Ctx<'_> {
         uri: &str,
         timeout: Duration,
     ) -> Result<(), FetchError> {
-        let url = http::resolve(&self.media_url, uri)?;
+        let url = self.media_url.resolve(uri)?;
         sess.rec.request(kind);
         let mut scan = Scan::for_url(&url);
         http::get_stream(self.client, &url, timeout, |c| {
@@ -195,9 +197,11 @@ async fn media_url(client: &HttpClient, url: &str) -> Result<String, FetchError>
     http::resolve(url, variant)
 }
 
-/// Runs one viewer until `deadline` or cancellation.
+/// Runs one viewer until `deadline` or cancellation; `playlists` is shared by all viewers
+/// of the run.
 pub async fn run_viewer(
     client: HttpClient,
+    playlists: Arc<PlaylistCache>,
     spec: ViewerSpec,
     collector: Arc<Collector>,
     deadline: Instant,
@@ -212,7 +216,7 @@ pub async fn run_viewer(
         stall_after: Duration::from_secs(2),
     };
     tokio::select! {
-        _ = play(&client, &spec, &mut sess) => {}
+        _ = play(&client, &playlists, &spec, &mut sess) => {}
         _ = tokio::time::sleep_until(deadline) => {}
         _ = cancel.cancelled() => {}
     }
@@ -220,7 +224,7 @@ pub async fn run_viewer(
     collector.live.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn play(client: &HttpClient, spec: &ViewerSpec, sess: &mut Session<'_>) {
+async fn play(client: &HttpClient, playlists: &PlaylistCache, spec: &ViewerSpec, sess: &mut Session<'_>) {
     // Startup: retry until the stream exists; startup time counts from the attempt that
     // succeeds.
     let media_url = loop {
@@ -239,7 +243,14 @@ async fn play(client: &HttpClient, spec: &ViewerSpec, sess: &mut Session<'_>) {
             }
         }
     };
-    let mut ctx = Ctx { client, media_url, init_url: None };
+    let media_url = match http::Resolver::new(media_url) {
+        Ok(r) => r,
+        Err(e) => {
+            sess.rec.error(&e.kind());
+            return;
+        }
+    };
+    let mut ctx = Ctx { client, playlists, media_url, init_url: None };
     let first = loop {
         match ctx.playlist(sess, None, Duration::from_secs(10)).await {
             Ok(pl) if !pl.segments.is_empty() => break pl,
@@ -256,7 +267,7 @@ async fn play(client: &HttpClient, spec: &ViewerSpec, sess: &mut Session<'_>) {
     }
 }
 
-async fn play_ll(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: MediaPlaylist) {
+async fn play_ll(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: Arc<MediaPlaylist>) {
     let part_target = Duration::from_secs_f64(pl.part_target.unwrap_or(1.0).clamp(0.05, 10.0));
     let target = Duration::from_secs_f64(pl.target_duration.clamp(0.1, 60.0));
     let wait_timeout = target * 3 + Duration::from_secs(2);
@@ -332,7 +343,7 @@ async fn play_ll(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: MediaPlaylis
     }
 }
 
-async fn play_classic(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: MediaPlaylist) {
+async fn play_classic(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: Arc<MediaPlaylist>) {
     let start = |pl: &MediaPlaylist| {
         let complete: Vec<u64> = pl.complete().map(|s| s.msn).collect();
         complete.get(complete.len().saturating_sub(3)).copied().unwrap_or(pl.media_sequence)

@@ -26,7 +26,12 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
 
 enum Inner {
     Empty,
-    Chunks { chunks: std::vec::IntoIter<Bytes>, remaining: u64 },
+    /// One buffer: a single frame.
+    Full(Option<Bytes>),
+    Chunks {
+        chunks: std::vec::IntoIter<Bytes>,
+        remaining: u64,
+    },
     Stream(ChunkStream),
 }
 
@@ -50,9 +55,11 @@ impl DeliveryBody {
         DeliveryBody { inner: Inner::Empty, sent: None, _active: None }
     }
 
-    /// One buffer.
+    /// One buffer, sent as a single frame.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::chunks(vec![bytes.into()])
+        let bytes = bytes.into();
+        let inner = Inner::Full((!bytes.is_empty()).then_some(bytes));
+        DeliveryBody { inner, sent: None, _active: None }
     }
 
     /// Buffers sent in order, without copying.
@@ -80,6 +87,7 @@ impl DeliveryBody {
     pub fn exact_len(&self) -> Option<u64> {
         match &self.inner {
             Inner::Empty => Some(0),
+            Inner::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
             Inner::Chunks { remaining, .. } => Some(*remaining),
             Inner::Stream(_) => None,
         }
@@ -103,6 +111,7 @@ impl Body for DeliveryBody {
         let this = &mut *self;
         let next = match &mut this.inner {
             Inner::Empty => None,
+            Inner::Full(b) => b.take().map(Ok),
             Inner::Chunks { chunks, remaining } => chunks.next().map(|c| {
                 *remaining -= c.len() as u64;
                 Ok(c)
@@ -121,6 +130,7 @@ impl Body for DeliveryBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Empty => true,
+            Inner::Full(b) => b.is_none(),
             Inner::Chunks { remaining, chunks } => *remaining == 0 && chunks.len() == 0,
             Inner::Stream(_) => false,
         }

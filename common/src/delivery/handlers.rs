@@ -98,12 +98,17 @@ enum PartState {
     Missing,
 }
 
-fn classify_part(w: &LiveWindow, msn: u64, part: u32) -> PartState {
+/// `filled`: [`Rendition::is_filled`]; while a fresh subscription backfills, any part not
+/// held yet may still come.
+fn classify_part(w: &LiveWindow, msn: u64, part: u32, filled: bool) -> PartState {
     if let Some(p) = w.part(msn, part) {
         return if p.complete { PartState::Complete(p.chunks) } else { PartState::Open };
     }
     if w.ended() {
         return PartState::Missing;
+    }
+    if !filled {
+        return PartState::Wait;
     }
     let target = PartRef { msn, part };
     let Some(next) = w.next_part() else {
@@ -297,8 +302,13 @@ impl Delivery {
                     "requested segment or part did not appear in time",
                 );
             }
-        } else if r.wait_for(deadline, has_first_segment).await.is_none() {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "no complete segment yet; retry shortly");
+        } else if !(r.is_filled() && r.read(|w| has_first_segment(w).is_some())) {
+            // A fresh edge: wait for the history too, so the first playlist lists it all;
+            // past the deadline, any complete segment will do.
+            let filled = |w: &LiveWindow| has_first_segment(w).filter(|()| r.is_filled());
+            if r.wait_for(deadline, filled).await.is_none() && r.read(has_first_segment).is_none() {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "no complete segment yet; retry shortly");
+            }
         }
         match r.media_playlist(uri_query) {
             Some(body) => ok(DeliveryBody::full(body), PLAYLIST_TYPE, HeaderValue::from_static(NO_CACHE)),
@@ -307,12 +317,19 @@ impl Delivery {
     }
 
     async fn segment(&self, r: &Rendition, msn: u64) -> Resp {
+        if let Some(objects) = r.objects()
+            && let Some(whole) = objects.get(r.id(), msn).await
+        {
+            return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone());
+        }
         // Wait (bounded) for a segment that is being written or about to be: the open one,
         // the next two, or any while the window is still empty (an edge that has just
         // subscribed). Older segments that left the window are gone.
         let lookup = |w: &LiveWindow| match w.segment(msn) {
             Some(s) => Some(Some(s.chunks)),
             None if w.ended() => Some(None),
+            // Backfilling: older segments are still on their way.
+            None if !r.is_filled() => None,
             None if w.latest_msn().is_none_or(|latest| msn >= latest && msn <= latest + 2) => None,
             None => Some(None),
         };
@@ -323,19 +340,26 @@ impl Delivery {
                 None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
             },
         };
-        match found {
-            Some(chunks) => ok(DeliveryBody::chunks(chunks), MEDIA_TYPE, self.immutable.clone()),
-            None => text(StatusCode::NOT_FOUND, "segment not in the live window"),
-        }
+        let body = match (found, r.objects()) {
+            // One contiguous buffer, made once and shared: a single body frame.
+            (Some(chunks), Some(objects)) => {
+                let (outcome, whole) = objects.get_or_join(r.id(), msn, chunks).await;
+                tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment object");
+                DeliveryBody::full(whole)
+            }
+            (Some(chunks), None) => DeliveryBody::chunks(chunks),
+            (None, _) => return text(StatusCode::NOT_FOUND, "segment not in the live window"),
+        };
+        ok(body, MEDIA_TYPE, self.immutable.clone())
     }
 
     async fn part(&self, r: Arc<Rendition>, msn: u64, part: u32) -> Resp {
         let hold = self.hold(&r);
-        let mut state = r.read(|w| classify_part(w, msn, part));
+        let mut state = r.read(|w| classify_part(w, msn, part, r.is_filled()));
         if let PartState::Wait = state {
             let waited = r
-                .wait_for(Instant::now() + hold, |w| match classify_part(w, msn, part) {
-                    PartState::Wait if part_impossible(w, msn) => Some(PartState::Missing),
+                .wait_for(Instant::now() + hold, |w| match classify_part(w, msn, part, r.is_filled()) {
+                    PartState::Wait if r.is_filled() && part_impossible(w, msn) => Some(PartState::Missing),
                     PartState::Wait => None,
                     other => Some(other),
                 })

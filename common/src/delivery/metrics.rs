@@ -1,6 +1,8 @@
 //! Delivery metrics, registered under a caller-given prefix (`skyrelay_origin`,
 //! `skyrelay_edge`).
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::routes::Kind;
@@ -30,10 +32,16 @@ impl ReloadOutcome {
     }
 }
 
+/// Statuses whose request counters are resolved once and kept (no label lookup per
+/// request); others go through the label lookup.
+const COMMON_STATUSES: [u16; 8] = [200, 204, 400, 403, 404, 500, 502, 503];
+
 /// The counters delivery updates.
 #[derive(Clone)]
 pub(crate) struct Metrics {
     requests: IntCounterVec,
+    /// `requests` children by kind and common status, resolved on first use.
+    resolved: Arc<Vec<[OnceLock<IntCounter>; COMMON_STATUSES.len()]>>,
     bytes: [IntCounter; 6],
     pub(crate) active: IntGauge,
     reloads: IntCounterVec,
@@ -62,11 +70,19 @@ impl Metrics {
         registry.register(Box::new(active.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         let bytes = Kind::ALL.map(|k| bytes_vec.with_label_values(&[k.as_str()]));
-        Ok(Metrics { requests, bytes, active, reloads })
+        let resolved = Arc::new(Kind::ALL.iter().map(|_| Default::default()).collect());
+        Ok(Metrics { requests, resolved, bytes, active, reloads })
     }
 
     pub(crate) fn request(&self, kind: Kind, status: http::StatusCode) {
-        self.requests.with_label_values(&[kind.as_str(), status.as_str()]).inc();
+        let k = Kind::ALL.iter().position(|x| *x == kind);
+        let s = COMMON_STATUSES.iter().position(|x| *x == status.as_u16());
+        match k.zip(s).and_then(|(k, s)| Some(&self.resolved.get(k)?[s])) {
+            Some(slot) => {
+                slot.get_or_init(|| self.requests.with_label_values(&[kind.as_str(), status.as_str()])).inc()
+            }
+            None => self.requests.with_label_values(&[kind.as_str(), status.as_str()]).inc(),
+        }
     }
 
     pub(crate) fn bytes(&self, kind: Kind) -> IntCounter {

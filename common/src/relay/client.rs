@@ -226,8 +226,9 @@ impl Subscription {
 
     /// Waits (at most `timeout`) until the local window holds the part that was the
     /// upstream's newest when it accepted, so that the history asked for
-    /// (`history_segments`) has arrived: a player's first playlist then lists it all.
-    /// Returns whether it did; `true` at once when the upstream held nothing.
+    /// (`history_segments`) has arrived. Returns whether it did; `true` at once when the
+    /// upstream held nothing. (The rendition is marked filled,
+    /// [`Rendition::is_filled`], at the same point.)
     pub async fn caught_up(&self, timeout: Duration) -> bool {
         let Some(latest) = self.latest else { return true };
         let deadline = tokio::time::Instant::now() + timeout;

@@ -8,12 +8,16 @@ use crate::config::{ConfigError, Validate, check_range};
 ///
 /// Every buffer the window holds is bounded by these values: `max_segments` complete
 /// segments plus the open one, each of at most `max_parts_per_segment` parts of at most
-/// `max_part_bytes` bytes in at most `max_chunks_per_part` chunks.
+/// `max_part_bytes` bytes in at most `max_chunks_per_part` chunks, all parts together at
+/// most `max_bytes` (init segments come on top, each at most `max_init_bytes`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowConfig {
     /// Complete segments kept (the open segment comes on top).
     pub max_segments: usize,
+    /// Most bytes of media the window holds (the parts of every kept segment): older
+    /// complete segments leave first; a chunk that would not fit even then is refused.
+    pub max_bytes: u64,
     /// Largest part, in bytes.
     pub max_part_bytes: usize,
     /// Most chunks in one part.
@@ -36,6 +40,7 @@ impl Default for WindowConfig {
     fn default() -> Self {
         WindowConfig {
             max_segments: 8,
+            max_bytes: 1 << 30,
             max_part_bytes: 8 << 20,
             max_chunks_per_part: 512,
             max_parts_per_segment: 64,
@@ -50,6 +55,7 @@ impl Default for WindowConfig {
 impl Validate for WindowConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_range("max_segments", self.max_segments, 1, 10_000)?;
+        check_range("max_bytes", self.max_bytes, 1, 1 << 40)?;
         check_range("max_part_bytes", self.max_part_bytes, 1, 1 << 30)?;
         check_range("max_chunks_per_part", self.max_chunks_per_part, 1, 1 << 20)?;
         check_range("max_parts_per_segment", self.max_parts_per_segment, 1, 10_000)?;

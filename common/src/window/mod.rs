@@ -17,7 +17,10 @@
 //! - an `Init` comes while no segment is open; every `Init` after the first marks the next
 //!   segment discontinuous; so does the first `Chunk` after `End`;
 //! - a segment numbered more than one past the previous one (a gap) drops the kept segments
-//!   (the playlist numbering must stay contiguous) and starts discontinuous.
+//!   (the playlist numbering must stay contiguous) and starts discontinuous;
+//! - the parts of all kept segments hold at most `max_bytes`: a chunk that would pass it
+//!   evicts the oldest complete segments first, and is refused when even the open segment
+//!   alone would not fit.
 //!
 //! No clock inside: the caller passes `now_unix_ms`, recorded as the program date-time of
 //! a segment when its first chunk arrives.
@@ -61,6 +64,9 @@ pub enum WindowError {
     /// The part would exceed `max_chunks_per_part`.
     #[error("part exceeds {limit} chunks")]
     TooManyChunks { limit: usize },
+    /// The window would exceed `max_bytes` even without its complete segments.
+    #[error("window exceeds {limit} bytes")]
+    WindowFull { limit: u64 },
     /// The segment would exceed `max_parts_per_segment`.
     #[error("segment exceeds {limit} parts")]
     TooManyParts { limit: u32 },
@@ -112,6 +118,8 @@ pub struct LiveWindow {
     discontinuity_sequence: u64,
     max_segment_secs: f64,
     max_part_secs: f64,
+    /// Bytes of the parts of every kept segment.
+    media_bytes: u64,
 }
 
 impl LiveWindow {
@@ -129,6 +137,7 @@ impl LiveWindow {
             discontinuity_sequence: 0,
             max_segment_secs: 0.0,
             max_part_secs: 0.0,
+            media_bytes: 0,
         }
     }
 
@@ -165,10 +174,17 @@ impl LiveWindow {
     /// the next chunk may open a later segment. Counts as a change when something was open.
     pub fn abandon_open(&mut self) {
         if self.segments.back().is_some_and(|s| !s.complete) {
-            self.segments.pop_back();
+            if let Some(open) = self.segments.pop_back() {
+                self.media_bytes -= segment_bytes(&open);
+            }
             self.prune_inits();
             self.version += 1;
         }
+    }
+
+    /// Bytes of media held: the parts of every kept segment (init segments not included).
+    pub fn media_bytes(&self) -> u64 {
+        self.media_bytes
     }
 
     /// Bumps on every successful change.
@@ -239,7 +255,12 @@ impl LiveWindow {
                     if open.bytes + bytes.len() > max_bytes {
                         return Err(WindowError::PartTooLarge { limit: max_bytes });
                     }
+                    self.make_room(bytes.len())?;
+                    // Re-borrow: make_room only removes complete segments from the front.
+                    let seg = self.segments.back_mut().filter(|s| !s.complete).ok_or(unexpected.clone())?;
+                    let open = seg.parts.last_mut().filter(|p| !p.complete).ok_or(unexpected)?;
                     open.bytes += bytes.len();
+                    self.media_bytes += bytes.len() as u64;
                     open.chunks.push(bytes);
                 }
                 None => {
@@ -252,6 +273,9 @@ impl LiveWindow {
                     if bytes.len() > max_bytes {
                         return Err(WindowError::PartTooLarge { limit: max_bytes });
                     }
+                    self.make_room(bytes.len())?;
+                    let seg = self.segments.back_mut().filter(|s| !s.complete).ok_or(unexpected)?;
+                    self.media_bytes += bytes.len() as u64;
                     seg.parts.push(new_part(bytes, independent, now_unix_ms));
                 }
             }
@@ -270,12 +294,15 @@ impl LiveWindow {
         if bytes.len() > max_bytes {
             return Err(WindowError::PartTooLarge { limit: max_bytes });
         }
+        self.make_room(bytes.len())?;
         let gap = last.is_some_and(|last| msn > last + 1);
         if gap {
             while let Some(old) = self.segments.pop_front() {
                 self.discontinuity_sequence += u64::from(old.discontinuity);
+                self.media_bytes -= segment_bytes(&old);
             }
         }
+        self.media_bytes += bytes.len() as u64;
         let discontinuity = self.pending_discontinuity || gap;
         self.pending_discontinuity = false;
         self.ended = false;
@@ -324,8 +351,10 @@ impl LiveWindow {
 
     fn apply_end(&mut self) {
         if let Some(seg) = self.segments.back_mut().filter(|s| !s.complete) {
-            if seg.parts.last().is_some_and(|p| !p.complete) {
-                seg.parts.pop();
+            if seg.parts.last().is_some_and(|p| !p.complete)
+                && let Some(p) = seg.parts.pop()
+            {
+                self.media_bytes -= p.bytes as u64;
             }
             if seg.parts.is_empty() {
                 self.segments.pop_back();
@@ -345,11 +374,35 @@ impl LiveWindow {
         let complete = self.segments.iter().filter(|s| s.complete).count();
         let excess = complete.saturating_sub(self.cfg.max_segments);
         for _ in 0..excess {
-            if let Some(old) = self.segments.pop_front() {
-                self.discontinuity_sequence += u64::from(old.discontinuity);
-            }
+            self.evict_oldest();
         }
         self.prune_inits();
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.segments.pop_front() {
+            self.discontinuity_sequence += u64::from(old.discontinuity);
+            self.media_bytes -= segment_bytes(&old);
+        }
+    }
+
+    /// Evicts the oldest complete segments until `add` more bytes fit in `max_bytes`; when
+    /// they would not fit even with every complete segment gone, changes nothing and fails.
+    fn make_room(&mut self, add: usize) -> Result<(), WindowError> {
+        let limit = self.cfg.max_bytes;
+        let add = add as u64;
+        if self.media_bytes + add <= limit {
+            return Ok(());
+        }
+        let open = self.open_segment().map_or(0, segment_bytes);
+        if open + add > limit {
+            return Err(WindowError::WindowFull { limit });
+        }
+        while self.media_bytes + add > limit && self.segments.front().is_some_and(|s| s.complete) {
+            self.evict_oldest();
+        }
+        self.prune_inits();
+        Ok(())
     }
 
     /// Keeps only inits that are current or referenced by a kept segment.
@@ -358,6 +411,10 @@ impl LiveWindow {
         let segments = &self.segments;
         self.inits.retain(|e| Some(e.id) == current || segments.iter().any(|s| s.init_id == e.id));
     }
+}
+
+fn segment_bytes(s: &Segment) -> u64 {
+    s.parts.iter().map(|p| p.bytes as u64).sum()
 }
 
 fn new_part(bytes: Bytes, independent: bool, now_unix_ms: u64) -> Part {

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prometheus::Registry;
 use skyrelay_common::delivery::{Delivery, DeliveryConfig, serve};
-use skyrelay_common::hub::{Hub, Rendition};
+use skyrelay_common::hub::{Hub, ObjectCache, Rendition};
 use skyrelay_common::media::{MediaEvent, RenditionInfo};
 use skyrelay_common::window::WindowConfig;
 use tokio::sync::oneshot;
@@ -110,8 +110,24 @@ pub async fn start(cfg: DeliveryConfig) -> Server {
 }
 
 pub async fn start_with(cfg: DeliveryConfig, hooks: impl FnOnce(Delivery) -> Delivery) -> Server {
-    let hub = Arc::new(Hub::new(window_config()));
+    start_on(Hub::new(window_config()), Registry::new(), cfg, hooks).await
+}
+
+/// A server whose hub keeps whole segments in an object cache of `capacity` bytes.
+pub async fn start_with_objects(capacity: u64) -> Server {
     let registry = Registry::new();
+    let objects = ObjectCache::new(capacity, &registry, PREFIX).unwrap();
+    let hub = Hub::new(window_config()).with_objects(objects);
+    start_on(hub, registry, DeliveryConfig::default(), |d| d).await
+}
+
+async fn start_on(
+    hub: Hub,
+    registry: Registry,
+    cfg: DeliveryConfig,
+    hooks: impl FnOnce(Delivery) -> Delivery,
+) -> Server {
+    let hub = Arc::new(hub);
     let delivery = Delivery::new(hub.clone(), cfg, &registry, PREFIX).unwrap();
     let delivery = Arc::new(hooks(delivery));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

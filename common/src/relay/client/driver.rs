@@ -17,7 +17,7 @@ use super::{Accepted, Command, RelayClientConfig, RelayError};
 use crate::hub::{Hub, Rendition};
 use crate::media::MediaEvent;
 use crate::relay::assembler::{Action, Assembler};
-use crate::relay::codec::{CloseCode, CodecError, ControlMessage, Start};
+use crate::relay::codec::{CloseCode, CodecError, ControlMessage, Position, Start};
 use crate::relay::io::{self, StreamError};
 use crate::relay::metrics::RelayClientMetrics;
 
@@ -34,6 +34,26 @@ struct Sub {
     reply: Option<Reply>,
     fetching: HashSet<u64>,
     active: Arc<AtomicBool>,
+    /// A fresh window's history ends with this part (the upstream's newest when it
+    /// accepted); the rendition counts as filled once it is here.
+    backfill: Option<Position>,
+}
+
+impl Sub {
+    /// Marks the rendition filled once the history has arrived (or the stream went on past
+    /// it, or ended).
+    fn check_filled(&mut self) {
+        let Some(target) = self.backfill else { return };
+        let reached = self.local.read(|w| {
+            w.ended()
+                || w.part(target.msn, target.part).is_some()
+                || w.latest_msn().is_some_and(|m| m > target.msn)
+        });
+        if reached {
+            self.backfill = None;
+            self.local.set_filled(true);
+        }
+    }
 }
 
 impl Drop for Sub {
@@ -273,6 +293,11 @@ impl Driver {
                 // Continue after what the local window holds complete.
                 local.update(|w| w.abandon_open());
                 let (init, resume) = local.read(|w| (w.current_init_id(), w.last_complete_msn()));
+                if local.read(|w| w.latest_msn().is_none()) {
+                    // A fresh window: not filled until the history arrives (subscribe-ok
+                    // says up to where).
+                    local.set_filled(false);
+                }
                 let mut asm = Assembler::new(self.cfg.max_buffered_parts, init);
                 if let Some(last) = resume {
                     asm.resume_at(last + 1);
@@ -281,7 +306,8 @@ impl Driver {
                 self.next_id += 1;
                 let active = Arc::new(AtomicBool::new(true));
                 let fetching = HashSet::new();
-                let sub = Sub { channel, rendition, local, asm, reply: Some(reply), fetching, active };
+                let reply = Some(reply);
+                let sub = Sub { channel, rendition, local, asm, reply, fetching, active, backfill: None };
                 self.subs.insert(id, sub);
                 self.metrics.subscriptions.inc();
                 if let Some(send) = send {
@@ -314,6 +340,12 @@ impl Driver {
                     sub.local.update(|w| w.set_targets(part_ms, seg_ms));
                 }
                 sub.asm.on_start(latest.map(|_| start_msn), &mut out);
+                if !sub.local.is_filled() {
+                    match latest {
+                        Some(p) => sub.backfill = Some(p),
+                        None => sub.local.set_filled(true),
+                    }
+                }
                 apply(sub, out);
                 let accepted = Accepted { id, local: sub.local.clone(), active: sub.active.clone(), latest };
                 if let Some(reply) = sub.reply.take()
@@ -459,6 +491,11 @@ fn close_malformed(conn: &Connection, e: CodecError) -> Broken {
 /// two sides disagree, e.g. after a restart upstream) abandons the window's open segment
 /// and gives that segment up, so the next segment starts clean.
 fn apply(sub: &mut Sub, actions: Vec<Action>) {
+    apply_actions(sub, actions);
+    sub.check_filled();
+}
+
+fn apply_actions(sub: &mut Sub, actions: Vec<Action>) {
     let mut actions = actions;
     for _ in 0..4 {
         let mut failed: Option<u64> = None;

@@ -1,0 +1,153 @@
+//! Whole segments as single contiguous buffers, in a cache weighed by bytes.
+//!
+//! The live window keeps a segment as its parts' chunks (what parts, the relay and streamed
+//! requests need). A request for a whole segment is answered from one contiguous [`Bytes`]
+//! made once per segment: one body frame with a known length, written with few syscalls,
+//! shared by every client. The buffers live in a moka cache bounded by bytes (each entry
+//! weighs its length, least recently used first out), so a segment stays servable for a
+//! while after the window dropped it; concurrent misses for one segment build it once
+//! (`try_get_with`: the others wait for that build and count as coalesced).
+//!
+//! Keys are (rendition id, msn): a [`Rendition`](crate::hub::Rendition) never numbers two
+//! different complete segments alike (its window only accepts newer segments), and a
+//! channel that is dropped and comes back gets a new rendition id.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// An object nobody asked for in this long leaves the cache even when there is room.
+const IDLE: Duration = Duration::from_secs(120);
+
+/// How a request for a whole segment was answered (`outcome` label, logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectOutcome {
+    /// Served from the cache.
+    Hit,
+    /// Not cached: this request built the object.
+    Miss,
+    /// Not cached, but another request was building it; this one waited for that build.
+    Coalesced,
+}
+
+impl ObjectOutcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectOutcome::Hit => "hit",
+            ObjectOutcome::Miss => "miss",
+            ObjectOutcome::Coalesced => "coalesced",
+        }
+    }
+
+    const ALL: [ObjectOutcome; 3] = [ObjectOutcome::Hit, ObjectOutcome::Miss, ObjectOutcome::Coalesced];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    rendition: u64,
+    msn: u64,
+}
+
+/// The byte-weighed cache of whole segments. See the module docs.
+pub struct ObjectCache {
+    cache: Cache<Key, Bytes>,
+    outcomes: [IntCounter; 3],
+    bytes: IntGauge,
+}
+
+impl std::fmt::Debug for ObjectCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectCache").field("capacity", &self.cache.policy().max_capacity()).finish()
+    }
+}
+
+impl ObjectCache {
+    /// A cache holding at most `capacity_bytes` of objects, with metrics
+    /// `{prefix}_object_cache_requests_total{outcome}` and `{prefix}_object_cache_bytes`.
+    pub fn new(capacity_bytes: u64, registry: &Registry, prefix: &str) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                format!("{prefix}_object_cache_requests_total"),
+                "Whole-segment requests by cache outcome",
+            ),
+            &["outcome"],
+        )?;
+        let bytes = IntGauge::new(
+            format!("{prefix}_object_cache_bytes"),
+            "Bytes held by the whole-segment cache (approximate between maintenance runs)",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        let outcomes = ObjectOutcome::ALL.map(|o| requests.with_label_values(&[o.as_str()]));
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_: &Key, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .eviction_policy(EvictionPolicy::lru())
+            .time_to_idle(IDLE)
+            .build();
+        Ok(ObjectCache { cache, outcomes, bytes })
+    }
+
+    fn count(&self, outcome: ObjectOutcome) {
+        let i = ObjectOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.outcomes[i].inc();
+    }
+
+    /// The cached segment `msn` of rendition `rendition`, if any (counted as a hit).
+    pub async fn get(&self, rendition: u64, msn: u64) -> Option<Bytes> {
+        let found = self.cache.get(&Key { rendition, msn }).await;
+        if found.is_some() {
+            self.count(ObjectOutcome::Hit);
+        }
+        found
+    }
+
+    /// The segment, made from `chunks` (its parts' chunks, in order) unless cached or being
+    /// made by another request, whose result is then shared.
+    pub async fn get_or_join(&self, rendition: u64, msn: u64, chunks: Vec<Bytes>) -> (ObjectOutcome, Bytes) {
+        let built = AtomicBool::new(false);
+        let make = async {
+            built.store(true, Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(join(&chunks))
+        };
+        let result = self.cache.try_get_with(Key { rendition, msn }, make).await;
+        let outcome =
+            if built.load(Ordering::Relaxed) { ObjectOutcome::Miss } else { ObjectOutcome::Coalesced };
+        self.count(outcome);
+        if outcome == ObjectOutcome::Miss {
+            self.bytes.set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
+        }
+        // The init future cannot fail; fall back to a fresh copy rather than unwrap.
+        let bytes = result.unwrap_or_else(|_: Arc<std::convert::Infallible>| join(&chunks));
+        (outcome, bytes)
+    }
+
+    /// Bytes held now (approximate: moka applies inserts and evictions in batches).
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Applies pending inserts and evictions (tests, metrics).
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+        self.bytes.set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
+    }
+}
+
+/// The chunks as one buffer: one copy, once per segment.
+fn join(chunks: &[Bytes]) -> Bytes {
+    if let [one] = chunks {
+        return one.clone();
+    }
+    let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in chunks {
+        out.extend_from_slice(c);
+    }
+    out.freeze()
+}
