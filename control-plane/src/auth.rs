@@ -101,6 +101,31 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
 /// A request authenticated with the cluster node secret.
 pub struct NodeAuth;
 
+/// Whether `headers` carry the cluster node secret.
+pub fn is_node(state: &AppState, headers: &HeaderMap) -> bool {
+    credential(headers, NODE_AUTH_SCHEME).is_some_and(|s| ct_eq(s, &state.node_secret))
+}
+
+/// A node (cluster node secret) or a signed-in user: for reads both need (edges read the
+/// node list and recording entries that users manage).
+pub enum NodeOrUser {
+    Node,
+    User(AuthUser),
+}
+
+impl FromRequestParts<Arc<AppState>> for NodeOrUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        if is_node(state, &parts.headers) {
+            return Ok(NodeOrUser::Node);
+        }
+        session_user(state, &parts.headers)
+            .await?
+            .map(|u| NodeOrUser::User(AuthUser(u)))
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for NodeAuth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {

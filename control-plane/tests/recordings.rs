@@ -81,6 +81,16 @@ async fn catalog(url: String) {
     let one = "/v1/recordings/priv-20261124T150000Z";
     assert_eq!(t.call(Method::GET, one, Some(&bob), None).await.status, StatusCode::FORBIDDEN);
     assert_eq!(t.call(Method::GET, one, Some(&alice), None).await.status, StatusCode::OK);
+    // Nodes (edges serving VOD) read any entry, and find origins' addresses in the node list.
+    let r = t.node(Method::GET, one, None).await;
+    assert_eq!((r.status, r.json["channel"].as_str()), (StatusCode::OK, Some("priv")));
+    let r = t.node(Method::GET, "/v1/nodes", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let o1 = r.json.as_array().unwrap().iter().find(|n| n["name"] == "o1").cloned().expect("o1 listed");
+    assert_eq!(o1["role"].as_str(), Some("origin"));
+    assert!(o1["public_url"].as_str().is_some_and(|u| u.starts_with("http")), "{o1}");
+    assert_eq!(t.call(Method::GET, "/v1/nodes", Some(&bob), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(t.call(Method::GET, "/v1/nodes", None, None).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(t.call(Method::GET, "/v1/recordings/none", None, None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(t.call(Method::GET, "/v1/recordings/a%2Fb", None, None).await.status, StatusCode::BAD_REQUEST);
 

@@ -139,6 +139,18 @@ impl ControlPlaneClient {
         self.call_empty(Method::POST, path).await
     }
 
+    /// The catalog entry of recording `id` (`{channel}-{recording}`); deleted recordings
+    /// are 404.
+    pub async fn recording(&self, id: &str) -> Result<Recording, ClientError> {
+        let path = format!("/v1/recordings/{}", segment(id)?);
+        self.call::<(), _>(Method::GET, path, None, self.timeout).await
+    }
+
+    /// Every registered node with its health (edges find origins' HTTP addresses here).
+    pub async fn nodes(&self) -> Result<Vec<NodeStatus>, ClientError> {
+        self.call::<(), _>(Method::GET, "/v1/nodes".into(), None, self.timeout).await
+    }
+
     /// A call whose success answer has no body (204).
     async fn call_empty(&self, method: Method, path: String) -> Result<(), ClientError> {
         match self.call::<(), serde::de::IgnoredAny>(method, path, None, self.timeout).await {

@@ -110,6 +110,24 @@ pub struct NodeAddress {
     pub healthy: bool,
 }
 
+/// `GET /v1/nodes` (admin or node): a registered node and its last heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub role: NodeRole,
+    pub region: String,
+    pub public_url: String,
+    pub rtmp_url: Option<String>,
+    pub relay_addr: Option<String>,
+    /// Heartbeats arrive in time.
+    pub healthy: bool,
+    /// Unix milliseconds.
+    pub last_heartbeat: i64,
+    pub viewers: i64,
+    pub egress_bps: i64,
+    pub cpu: f64,
+}
+
 /// `GET /v1/channels/{name}/where?version=V&wait=MS`: where a channel is live. With `wait`,
 /// the answer is held until the version differs from `version` or the wait ends.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -5,29 +5,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-use skyrelay_common::cpapi::{Heartbeat, HeartbeatAck, NodeRegistered, NodeRole, RegisterNode};
+use skyrelay_common::cpapi::{Heartbeat, HeartbeatAck, NodeRegistered, NodeStatus, RegisterNode};
 
-use crate::auth::{AuthUser, NodeAuth};
+use crate::auth::{AuthUser, NodeAuth, NodeOrUser};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, check_name};
 use crate::state::AppState;
 use crate::store::now_ms;
-
-#[derive(Serialize)]
-pub struct NodeView {
-    name: String,
-    role: NodeRole,
-    region: String,
-    public_url: String,
-    rtmp_url: Option<String>,
-    relay_addr: Option<String>,
-    healthy: bool,
-    last_heartbeat: i64,
-    viewers: i64,
-    egress_bps: i64,
-    cpu: f64,
-}
 
 fn check_url(what: &str, url: &str, schemes: &[&str]) -> Result<(), ApiError> {
     let ok = url.len() <= 512 && schemes.iter().any(|s| url.starts_with(s) && url.len() > s.len());
@@ -74,19 +58,21 @@ pub async fn heartbeat(
     Ok(Json(HeartbeatAck { known }))
 }
 
-/// `GET /v1/nodes` (admin).
+/// `GET /v1/nodes` (admin, or a node: edges find origins' HTTP addresses here).
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    user: AuthUser,
-) -> Result<Json<Vec<NodeView>>, ApiError> {
-    user.require_admin()?;
+    caller: NodeOrUser,
+) -> Result<Json<Vec<NodeStatus>>, ApiError> {
+    if let NodeOrUser::User(user) = caller {
+        user.require_admin()?;
+    }
     let now = now_ms();
     let timeout = state.node_timeout_ms();
     let nodes = state.store.nodes().await?;
     Ok(Json(
         nodes
             .into_iter()
-            .map(|n| NodeView {
+            .map(|n| NodeStatus {
                 healthy: n.healthy(now, timeout),
                 name: n.name,
                 role: n.role,
