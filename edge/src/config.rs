@@ -36,6 +36,8 @@ pub struct EdgeConfig {
     pub negative_cache_seconds: u64,
     /// Seconds to let connections finish on shutdown.
     pub drain_seconds: u64,
+    /// Recordings played back at `/vod/…` (needs a control plane).
+    pub vod: EdgeVodConfig,
 }
 
 impl Default for EdgeConfig {
@@ -55,6 +57,7 @@ impl Default for EdgeConfig {
             idle_unsubscribe_seconds: 30,
             negative_cache_seconds: 1,
             drain_seconds: 5,
+            vod: EdgeVodConfig::default(),
         }
     }
 }
@@ -170,6 +173,25 @@ pub struct EdgeRelayConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// VOD playback of recordings: a cache of recording files fetched from origins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeVodConfig {
+    /// Bytes of recording files (segments, init segments, playlists) kept in memory.
+    pub cache_bytes: u64,
+    /// Seconds a recording's catalog entry (and the origin list) is remembered; a deletion
+    /// or a channel turned private takes at most this long to reach the edge.
+    pub catalog_cache_seconds: u64,
+    /// Longest fetch of one file from an origin, in milliseconds.
+    pub fetch_timeout_ms: u64,
+}
+
+impl Default for EdgeVodConfig {
+    fn default() -> Self {
+        EdgeVodConfig { cache_bytes: 256 << 20, catalog_cache_seconds: 5, fetch_timeout_ms: 10_000 }
+    }
+}
+
 impl Validate for EdgeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         check_range("window_segments", self.window_segments, 3, 1000)?;
@@ -178,6 +200,9 @@ impl Validate for EdgeConfig {
         check_range("negative_cache_seconds", self.negative_cache_seconds, 0, 600)?;
         check_range("drain_seconds", self.drain_seconds, 0, 600)?;
         self.cache.validate()?;
+        check_range("vod.cache_bytes", self.vod.cache_bytes, 1 << 20, 1 << 40)?;
+        check_range("vod.catalog_cache_seconds", self.vod.catalog_cache_seconds, 0, 3600)?;
+        check_range("vod.fetch_timeout_ms", self.vod.fetch_timeout_ms, 100, 600_000)?;
         self.control_plane.resolve()?;
         if self.upstream.server_name.is_empty() {
             return Err(ConfigError::invalid(
@@ -217,6 +242,8 @@ mod tests {
         assert!(err.contains("window_segments"), "{err}");
         let err = from_toml::<EdgeConfig>("[http.delivery]\nmax_connections = 0").unwrap_err().to_string();
         assert!(err.contains("http.delivery.max_connections"), "{err}");
+        let err = from_toml::<EdgeConfig>("[vod]\ncache_bytes = 10").unwrap_err().to_string();
+        assert!(err.contains("vod.cache_bytes"), "{err}");
         let err = from_toml::<EdgeConfig>("[cache]\ncapacity_bytes = 1000").unwrap_err().to_string();
         assert!(err.contains("cache.capacity_bytes"), "{err}");
         let toml = "[cache]\ncapacity_bytes = 67108864\nwindow_bytes = 67108864";

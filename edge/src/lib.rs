@@ -7,6 +7,9 @@
 //! - [`upstream`]: [`upstream::UpstreamSource`], the delivery hook that subscribes to a
 //!   channel upstream on its first request (coalesced per channel, misses remembered
 //!   briefly), and the idle reaper that unsubscribes channels nobody watches.
+//! - [`vod`]: recordings played back at `/vod/{recording}/…`: catalog lookup, the live
+//!   playback check, a byte-bounded cache of files fetched from origins
+//!   ([`vod_origin`]), per-viewer token in the playlist ([`vod_playlist`]).
 //! - [`outcome`]: the cache outcome enum used in logs and metric labels.
 //! - [`node`]: starts and stops the edge: HTTP delivery, relay client, relay server for
 //!   lower-tier edges, admin listener.
@@ -19,3 +22,6 @@ pub mod config;
 pub mod node;
 pub mod outcome;
 pub mod upstream;
+pub mod vod;
+pub mod vod_origin;
+pub mod vod_playlist;

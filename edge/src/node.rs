@@ -10,7 +10,7 @@ use skyrelay_common::admin::{self, Admin};
 use skyrelay_common::cpapi::{
     ControlPlaneClient, Heartbeat, NodeRole, RegisterNode, heartbeat_loop, spawn_key_refresher,
 };
-use skyrelay_common::delivery::{self, Delivery};
+use skyrelay_common::delivery::{self, Access, Delivery};
 use skyrelay_common::hub::{Hub, HubLimits, ObjectCache};
 use skyrelay_common::relay::client::{RelayClient, RelayClientConfig};
 use skyrelay_common::relay::metrics::{RelayClientMetrics, RelayServerMetrics};
@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::access::TokenAccess;
 use crate::config::EdgeConfig;
 use crate::upstream::{Routed, Upstream, UpstreamMetrics, UpstreamSource, reap_idle};
+use crate::vod::{EdgeVod, VodMetrics};
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -151,18 +152,21 @@ impl EdgeNode {
         let delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_edge")
             .map_err(setup("http delivery"))?
             .with_source(source.clone());
-        let delivery = match &control_plane {
+        let access: Option<Arc<dyn Access>> = match &control_plane {
             Some(cp) => {
                 let (keys, refresher) = spawn_key_refresher(cp.clone(), stop_rx.clone());
                 tasks.spawn(async move {
                     let _ = refresher.await;
                 });
-                delivery.with_access(Arc::new(TokenAccess {
-                    source: source.clone(),
-                    keys,
-                    region: cfg.region.clone(),
-                }))
+                Some(Arc::new(TokenAccess { source: source.clone(), keys, region: cfg.region.clone() }))
             }
+            None => None,
+        };
+        let vod_metrics = VodMetrics::register(&registry).map_err(setup("metrics"))?;
+        let vod = EdgeVod::new(&cfg.vod, control_plane.clone(), access.clone(), vod_metrics);
+        let delivery = delivery.with_vod(Arc::new(vod));
+        let delivery = match access {
+            Some(access) => delivery.with_access(access),
             None => delivery,
         };
         let token = shutdown.clone();

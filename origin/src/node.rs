@@ -25,6 +25,7 @@ use crate::keys::{ControlPlaneKeys, PublishAuthority, StaticKeys};
 use crate::metrics::OriginMetrics;
 use crate::packager::PackagerConfig;
 use crate::publishers::Publishers;
+use crate::recorder::playback::StorageVod;
 use crate::recorder::{self, Recorder, RecorderError};
 
 /// Why an origin could not start.
@@ -145,8 +146,12 @@ impl OriginNode {
         };
         let delivery_cfg =
             DeliveryConfig { max_connections: cfg.http.max_connections, ..DeliveryConfig::default() };
-        let delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_origin")
+        let mut delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_origin")
             .map_err(|e| OriginError::Delivery(e.to_string()))?;
+        if let Some(recorder) = &recorder {
+            // Recordings are read back from storage for edges to serve as VOD.
+            delivery = delivery.with_vod(Arc::new(StorageVod::new(recorder.storage(), &registry)?));
+        }
         let delivery = Arc::new(delivery);
         let token = shutdown.clone();
         tasks.spawn(delivery::serve(http, tls, delivery, async move { token.cancelled().await }));

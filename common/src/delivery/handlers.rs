@@ -174,6 +174,9 @@ impl Delivery {
             return (Kind::Other, text(StatusCode::NOT_FOUND, "not found"));
         };
         let kind = route.kind();
+        if let Route::Vod { id, file } = route {
+            return (kind, self.vod(id, file, req.uri().query(), client).await);
+        }
         let Some(channel) = route.channel() else {
             return (kind, self.public(route).await);
         };
@@ -196,7 +199,9 @@ impl Delivery {
         let uri_query = token.map(|t| format!("token={}", encode_query_value(&t)));
         let uri_query = uri_query.as_deref();
         let resp = match route {
-            Route::Health | Route::Watch { .. } | Route::Web(_) => self.public(route).await,
+            Route::Health | Route::Watch { .. } | Route::Web(_) | Route::Vod { .. } => {
+                self.public(route).await
+            }
             Route::Master { channel } => self.master(channel, uri_query).await,
             Route::Playlist { channel, rendition } => match self.lookup(channel, rendition).await {
                 Ok(r) => self.playlist(&r, &query, uri_query).await,

@@ -42,7 +42,7 @@ pub(crate) struct Metrics {
     requests: IntCounterVec,
     /// `requests` children by kind and common status, resolved on first use.
     resolved: Arc<Vec<[OnceLock<IntCounter>; COMMON_STATUSES.len()]>>,
-    bytes: [IntCounter; 6],
+    bytes: [IntCounter; Kind::ALL.len()],
     pub(crate) active: IntGauge,
     reloads: IntCounterVec,
 }

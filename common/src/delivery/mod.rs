@@ -13,12 +13,15 @@
 //!   connections, graceful drain).
 //! - `web`: the browser-facing routes: the watch page `/watch/{channel}`, its script and
 //!   style, the player library from the web assets directory, and `/web/info`.
+//! - `vod`: `/vod/{recording}/...`, answered by a [`VodSource`] (an origin reads its
+//!   recordings' storage, an edge fetches from origins and caches).
 
 mod body;
 mod handlers;
 mod metrics;
 mod routes;
 mod server;
+mod vod;
 mod web;
 
 use std::future::Future;
@@ -33,6 +36,7 @@ pub use body::{BodyError, DeliveryBody};
 pub use metrics::ReloadOutcome;
 pub use routes::{Kind, Query, QueryError, Route, WebFile, parse_path, parse_query};
 pub use server::serve;
+pub use vod::{VodError, VodObject, VodRequest, VodSource, content_type as vod_content_type};
 
 use crate::config::{ConfigError, Validate, check_range};
 use crate::hub::Hub;
@@ -174,6 +178,7 @@ pub struct Delivery {
     immutable: http::HeaderValue,
     source: Option<Arc<dyn ChannelSource>>,
     access: Option<Arc<dyn Access>>,
+    vod: Option<Arc<dyn VodSource>>,
     metrics: metrics::Metrics,
     web: web::WebState,
 }
@@ -202,7 +207,7 @@ impl Delivery {
         .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
         let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
         let web = web::WebState::new(&cfg);
-        Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, metrics, web })
+        Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, vod: None, metrics, web })
     }
 
     /// Channels missing from the hub are requested from `source` (edges).
@@ -214,6 +219,12 @@ impl Delivery {
     /// Every request is checked by `access`.
     pub fn with_access(mut self, access: Arc<dyn Access>) -> Self {
         self.access = Some(access);
+        self
+    }
+
+    /// Recordings (`/vod/...`) are answered by `vod`; without one they are 404.
+    pub fn with_vod(mut self, vod: Arc<dyn VodSource>) -> Self {
+        self.vod = Some(vod);
         self
     }
 

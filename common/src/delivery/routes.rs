@@ -6,6 +6,8 @@
 //! /live/{channel}/{rendition}/init-{id}.mp4
 //! /live/{channel}/{rendition}/seg-{msn}.m4s
 //! /live/{channel}/{rendition}/part-{msn}.{part}.m4s
+//! /vod/{recording}/index.m3u8                ?token=  a recording (see `vod`)
+//! /vod/{recording}/init-{id}.mp4 | seg-{msn}.m4s
 //! /healthz
 //! /watch/{channel}                           the watch page (see `web`)
 //! /web/watch.js | watch.css | hls.min.js | info
@@ -21,6 +23,8 @@ pub enum Kind {
     Init,
     Part,
     Segment,
+    /// A recording's playlist or object (`/vod/...`).
+    Vod,
     Other,
 }
 
@@ -33,12 +37,13 @@ impl Kind {
             Kind::Init => "init",
             Kind::Part => "part",
             Kind::Segment => "segment",
+            Kind::Vod => "vod",
             Kind::Other => "other",
         }
     }
 
-    pub(crate) const ALL: [Kind; 6] =
-        [Kind::Master, Kind::Playlist, Kind::Init, Kind::Part, Kind::Segment, Kind::Other];
+    pub(crate) const ALL: [Kind; 7] =
+        [Kind::Master, Kind::Playlist, Kind::Init, Kind::Part, Kind::Segment, Kind::Vod, Kind::Other];
 }
 
 /// A file of the web UI under `/web/`.
@@ -86,6 +91,12 @@ pub enum Route<'a> {
         msn: u64,
         part: u32,
     },
+    /// A file of a recording: `index.m3u8`, `init-{id}.mp4` or `seg-{msn}.m4s` (checked by
+    /// [`valid_vod_file`]); `id` is the catalog id (a plain name).
+    Vod {
+        id: &'a str,
+        file: &'a str,
+    },
 }
 
 impl Route<'_> {
@@ -98,14 +109,16 @@ impl Route<'_> {
             Route::Init { .. } => Kind::Init,
             Route::Segment { .. } => Kind::Segment,
             Route::Part { .. } => Kind::Part,
+            Route::Vod { .. } => Kind::Vod,
         }
     }
 
     /// The channel whose media is asked for, if any (the watch page names a channel but
-    /// serves no media, so it has none here and is not access-checked).
+    /// serves no media, so it has none here and is not access-checked; a recording's
+    /// channel is known only to its [`VodSource`](super::VodSource), which checks access).
     pub fn channel(&self) -> Option<&str> {
         match *self {
-            Route::Health | Route::Watch { .. } | Route::Web(_) => None,
+            Route::Health | Route::Watch { .. } | Route::Web(_) | Route::Vod { .. } => None,
             Route::Master { channel }
             | Route::Playlist { channel, .. }
             | Route::Init { channel, .. }
@@ -133,6 +146,10 @@ pub fn parse_path(path: &str) -> Option<Route<'_>> {
         };
         return Some(Route::Web(file));
     }
+    if let Some(rest) = path.strip_prefix("/vod/") {
+        let (id, file) = rest.split_once('/')?;
+        return (valid_name(id) && valid_vod_file(file)).then_some(Route::Vod { id, file });
+    }
     let rest = path.strip_prefix("/live/")?;
     let mut it = rest.split('/');
     let channel = it.next().filter(|c| valid_name(c))?;
@@ -156,6 +173,18 @@ pub fn parse_path(path: &str) -> Option<Route<'_>> {
     let name = file.strip_prefix("part-")?.strip_suffix(".m4s")?;
     let (msn, part) = name.split_once('.')?;
     Some(Route::Part { channel, rendition, msn: number(msn)?, part: number(part)? })
+}
+
+/// Whether `file` names a recording object: `index.m3u8`, `init-{id}.mp4` or
+/// `seg-{msn}.m4s` with strict decimals (so it is always a safe object name).
+pub fn valid_vod_file(file: &str) -> bool {
+    if file == "index.m3u8" {
+        return true;
+    }
+    if let Some(id) = file.strip_prefix("init-").and_then(|f| f.strip_suffix(".mp4")) {
+        return number::<u32>(id).is_some();
+    }
+    file.strip_prefix("seg-").and_then(|f| f.strip_suffix(".m4s")).and_then(number::<u64>).is_some()
 }
 
 /// Strict decimal: digits only (no sign, no spaces), no overflow.
@@ -231,6 +260,25 @@ mod tests {
         assert_eq!(parse_path("/watch/demo"), Some(Route::Watch { channel: "demo" }));
         assert_eq!(parse_path("/web/hls.min.js"), Some(Route::Web(WebFile::Player)));
         assert_eq!(parse_path("/web/info"), Some(Route::Web(WebFile::Info)));
+        assert_eq!(
+            parse_path("/vod/demo-20261124T151300Z/index.m3u8"),
+            Some(Route::Vod { id: "demo-20261124T151300Z", file: "index.m3u8" })
+        );
+        assert_eq!(parse_path("/vod/a-1/seg-12.m4s"), Some(Route::Vod { id: "a-1", file: "seg-12.m4s" }));
+        assert_eq!(parse_path("/vod/a-1/init-3.mp4"), Some(Route::Vod { id: "a-1", file: "init-3.mp4" }));
+        for bad in [
+            "/vod/a-1/",
+            "/vod/a-1",
+            "/vod/../index.m3u8",
+            "/vod/.hidden/index.m3u8",
+            "/vod/a-1/../../etc/passwd",
+            "/vod/a-1/recording.json",
+            "/vod/a-1/seg-1.m4s/x",
+            "/vod/a-1/seg-+1.m4s",
+            "/vod/a%2F..%2Fb/index.m3u8",
+        ] {
+            assert_eq!(parse_path(bad), None, "{bad}");
+        }
         for bad in [
             "/watch/",
             "/watch/a/b",

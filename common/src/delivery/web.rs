@@ -119,6 +119,7 @@ impl Delivery {
         let no_cache = || HeaderValue::from_static(NO_CACHE);
         match route {
             Route::Health => text(StatusCode::OK, "ok"),
+            Route::Vod { .. } => text(StatusCode::NOT_FOUND, "not found"),
             Route::Watch { .. } => {
                 let mut r = ok(DeliveryBody::full(PAGE), "text/html; charset=utf-8", no_cache());
                 let h = r.headers_mut();

@@ -14,6 +14,8 @@
 //! - [`storage`] holds the [`Storage`] trait, [`LocalStorage`] and [`delete_recording`];
 //!   [`s3`] holds [`S3Storage`].
 //! - [`vod`] writes the VOD playlist and the `recording.json` manifest (pure).
+//! - [`playback`] serves recordings read-only from storage at `/vod/{id}/{file}` (edges
+//!   fetch VOD there).
 //! - [`catalog`] reports recordings to the control plane's catalog and carries out the
 //!   deletions requested there (only with a control plane).
 //! - [`metrics`] registers `skyrelay_origin_recording_*`.
@@ -23,6 +25,7 @@
 
 pub mod catalog;
 pub mod metrics;
+pub mod playback;
 pub mod s3;
 mod spool;
 mod state;
