@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use skyrelay_edge::config::EdgeConfig;
 use skyrelay_edge::node::EdgeNode;
-use skyrelay_origin::config::OriginConfig;
+use skyrelay_origin::config::{OriginConfig, StorageSettings};
 use skyrelay_origin::node::OriginNode;
 
 use ports::Ports;
@@ -72,6 +72,14 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         cfg.control_plane.url = Some(cp.url.clone());
         cfg.control_plane.node_secret = Some(cp.node_secret.clone());
         cfg.drain_seconds = 2;
+        // Every channel is recorded to the data directory, so the network has recordings
+        // to list and play back (`/vod/…` on the edges).
+        cfg.recording.enabled = true;
+        cfg.recording.spool_dir = data_dir.join("recording-spool").join(region);
+        cfg.recording.storage = StorageSettings::Local { dir: recordings_dir(&data_dir) };
+        // A stream that stopped shows up as a finished recording a few seconds later (a
+        // publisher back within this gap continues the same recording).
+        cfg.recording.reconnect_gap_seconds = 5;
         let origin = OriginNode::start(cfg, None).await.map_err(|e| port_hint(e.to_string()))?;
         origins.push(origin);
         let mut region_edges = Vec::new();
@@ -113,6 +121,7 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
     let up = json!({
         "control_plane": cp.url,
         "admin_token": creds.admin_token,
+        "recordings_dir": recordings_dir(&data_dir),
         "regions": regions,
         "demo": {
             "channel": creds.channel,
@@ -144,6 +153,11 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
     }
     cp.stop().await;
     Ok(())
+}
+
+/// Where every origin stores its recordings (`recordings/{channel}/{recording}/…`).
+fn recordings_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("recordings")
 }
 
 /// The hls.js build the watch page loads, next to the binary's source tree when run from
@@ -192,6 +206,11 @@ fn print_summary(up: &serde_json::Value, creds: &setup::Credentials, path: &Path
         up["demo"]["publish_url"].as_str().unwrap_or_default()
     );
     println!("Watch: {}", up["demo"]["watch_url"].as_str().unwrap_or_default());
+    println!(
+        "Recordings: every channel is recorded to {} (listed on the management page, played at \
+         <edge>/vod/<recording>/index.m3u8)",
+        up["recordings_dir"].as_str().unwrap_or_default()
+    );
     println!("Details for scripts: {}", path.display());
     println!("Ctrl-C stops everything.");
 }

@@ -1,6 +1,7 @@
 // Skyrelay management page: sign up / log in against the control plane's /v1 API, list the
 // user's channels with a live flag, create channels, rotate stream keys (shown once, with
-// the full publish URL for OBS), toggle private and recording, open a channel's watch page.
+// the full publish URL for OBS), toggle private and recording, open a channel's watch page,
+// list a channel's recordings (status, duration) and play one through an edge.
 // The session token is kept in sessionStorage under `skyrelay-session`.
 'use strict';
 
@@ -90,7 +91,8 @@
       cell(row, toggle(ch, 'private'));
       cell(row, toggle(ch, 'recording'));
       const actions = document.createElement('span');
-      actions.append(button('Rotate key', 'rotate', ch.name), ' ', button('Watch', 'watch', ch.name));
+      actions.append(button('Rotate key', 'rotate', ch.name), ' ', button('Watch', 'watch', ch.name), ' ',
+        button('Recordings', 'recordings', ch.name));
       cell(row, actions);
       rows.append(row);
       api('GET', '/manage/live/' + encodeURIComponent(ch.name)).then(
@@ -104,6 +106,65 @@
         () => { status.textContent = 'unknown'; },
       );
     }
+  }
+
+  function duration(ms) {
+    const s = Math.round(ms / 1000);
+    const pad = (n) => String(n).padStart(2, '0');
+    return Math.floor(s / 3600) + ':' + pad(Math.floor(s / 60) % 60) + ':' + pad(s % 60);
+  }
+
+  // Toggles a row under the channel listing its recordings, newest first.
+  async function recordings(name) {
+    const row = document.querySelector('tr[data-channel="' + CSS.escape(name) + '"]');
+    const next = row.nextElementSibling;
+    if (next && next.classList.contains('recordings')) {
+      next.remove();
+      return;
+    }
+    const list = await api('GET', '/v1/channels/' + encodeURIComponent(name) + '/recordings');
+    const holder = document.createElement('tr');
+    holder.className = 'recordings';
+    holder.dataset.recordingsOf = name;
+    const td = document.createElement('td');
+    td.colSpan = 5;
+    holder.append(td);
+    if (list.length === 0) {
+      td.textContent = 'No recordings of ' + name + ' yet.';
+    } else {
+      const table = document.createElement('table');
+      const head = document.createElement('tr');
+      for (const h of ['Started', 'Status', 'Duration', 'Size', '']) {
+        const th = document.createElement('th');
+        th.textContent = h;
+        head.append(th);
+      }
+      table.append(head);
+      for (const r of list) {
+        const tr = document.createElement('tr');
+        tr.dataset.recording = r.id;
+        cell(tr, new Date(r.started_ms).toLocaleString());
+        cell(tr, r.status + (r.reason ? ' (' + r.reason + ')' : ''));
+        cell(tr, duration(r.duration_ms));
+        cell(tr, (r.bytes / 1e6).toFixed(1) + ' MB');
+        const playable = r.status === 'complete' || r.status === 'partial';
+        const play = button('Play', 'play', name);
+        play.dataset.recording = r.id;
+        play.disabled = !playable;
+        cell(tr, play);
+        table.append(tr);
+      }
+      td.append(table);
+    }
+    row.after(holder);
+  }
+
+  // Plays a recording on the watch page of the edge the control plane picks.
+  async function playRecording(name, id) {
+    const route = await api('GET', '/v1/route/play/' + encodeURIComponent(name));
+    const edge = route.url.split('/live/')[0];
+    location.href = edge + '/watch/' + encodeURIComponent(route.channel) + '?vod=' + encodeURIComponent(id) +
+      (route.token ? '&token=' + encodeURIComponent(route.token) : '');
   }
 
   async function rotate(name) {
@@ -172,8 +233,9 @@
   $('channel-rows').addEventListener('click', (ev) => {
     const b = ev.target.closest('button');
     if (!b) return;
-    const run = b.dataset.action === 'rotate' ? rotate : watch;
-    run(b.dataset.channel).catch((e) => say(e.message));
+    const actions = { rotate, watch, recordings, play: (name) => playRecording(name, b.dataset.recording) };
+    const run = actions[b.dataset.action];
+    if (run) run(b.dataset.channel).catch((e) => say(e.message));
   });
 
   if (sessionStorage.getItem(SESSION)) signedIn().catch((e) => { signedOut(); say(e.message); });

@@ -1,5 +1,7 @@
 // Skyrelay watch page: plays /live/{channel}/master.m3u8 from the node that served the page,
 // with hls.js in low-latency mode (or the browser's own HLS when hls.js cannot run there).
+// With `?vod={recording}` it plays that recording instead (/vod/{recording}/index.m3u8,
+// hls.js in its normal mode, no retries: a recording does not come back online).
 //
 // A `token` query parameter of the page is passed on to the playlist (private channels; the
 // node then carries it into every URI it serves). While the channel is offline the page
@@ -24,12 +26,16 @@
   const params = new URLSearchParams(location.search);
   const token = params.get('token');
   const preferNative = params.get('player') === 'native';
-  const src = '/live/' + encodeURIComponent(channel) + '/master.m3u8' +
+  const vod = params.get('vod');
+  const src = (vod ? '/vod/' + encodeURIComponent(vod) + '/index.m3u8' :
+    '/live/' + encodeURIComponent(channel) + '/master.m3u8') +
     (token ? '?token=' + encodeURIComponent(token) : '');
 
   const stats = {
     channel: channel,
-    // starting | connecting | live | offline | denied | error
+    vod: vod,
+    // starting | connecting | live | offline | denied | error | ended (recordings: `live`
+    // while playing)
     state: 'starting',
     message: '',
     engine: null,
@@ -74,8 +80,8 @@
 
   function render() {
     const badge = $('status');
-    const labels = { starting: 'connecting', connecting: 'connecting', live: 'live', offline: 'offline',
-      denied: 'access denied', error: 'error' };
+    const labels = { starting: 'connecting', connecting: 'connecting', live: vod ? 'replay' : 'live',
+      offline: 'offline', denied: 'access denied', error: 'error', ended: 'ended' };
     badge.textContent = labels[stats.state] || stats.state;
     badge.className = 'badge badge-' + stats.state;
     const overlay = $('overlay');
@@ -87,6 +93,8 @@
       text = 'Access denied: this channel needs a valid playback link.';
     } else if (stats.state === 'error') {
       text = stats.message;
+    } else if (stats.state === 'ended') {
+      text = 'End of the recording.';
     } else if (stats.state !== 'live') {
       text = 'Connecting…';
     }
@@ -101,7 +109,7 @@
     }
     const where = [stats.node, stats.region].filter(Boolean).join(' · ');
     $('node').textContent = where || location.host;
-    $('engine').textContent = stats.engine === 'hls.js' ? 'hls.js (low latency)' :
+    $('engine').textContent = stats.engine === 'hls.js' ? (vod ? 'hls.js' : 'hls.js (low latency)') :
       stats.engine === 'native' ? 'native HLS' : '–';
   }
 
@@ -137,6 +145,10 @@
       if (r.status === 401 || r.status === 403) {
         return { outcome: 'denied', reason: r.headers.get('X-Skyrelay-Denied') || 'HTTP ' + r.status };
       }
+      if (vod) {
+        if (r.ok) return { outcome: 'ok' };
+        return { outcome: 'missing', reason: (await r.text()).trim() || 'HTTP ' + r.status };
+      }
       if (!r.ok) return { outcome: 'offline', reason: 'HTTP ' + r.status };
       const master = await r.text();
       const first = master.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
@@ -164,7 +176,7 @@
     stats.engine = 'hls.js';
     mediaRecoveries = 0;
     behindAfterStall = false;
-    hls = new window.Hls({
+    hls = new window.Hls(vod ? { backBufferLength: 30 } : {
       lowLatencyMode: true,
       backBufferLength: 30,
       liveDurationInfinity: true,
@@ -180,6 +192,11 @@
       if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries < 2) {
         mediaRecoveries += 1;
         hls.recoverMediaError();
+        return;
+      }
+      if (vod) {
+        teardown();
+        setState('error', 'Playback failed: ' + data.details);
         return;
       }
       scheduleRetry(data.details);
@@ -206,6 +223,10 @@
       setState('denied', p.reason);
       return;
     }
+    if (p.outcome === 'missing') {
+      setState('error', 'This recording cannot be played: ' + p.reason);
+      return;
+    }
     if (p.outcome !== 'ok') {
       scheduleRetry(p.reason);
       return;
@@ -224,17 +245,18 @@
     retryDelay = RETRY_FIRST_MS;
     setState('live', '');
   });
-  video.addEventListener('ended', () => scheduleRetry('the stream ended'));
+  video.addEventListener('ended', () => (vod ? setState('ended', '') : scheduleRetry('the stream ended')));
   video.addEventListener('error', () => {
     const err = video.error;
     if (!hls && !native) return; // teardown clears the source
     recordError('video', 'media', err ? err.code + ' ' + err.message : 'unknown', true);
-    if (native) scheduleRetry('media error');
+    if (native && vod) setState('error', 'media error');
+    else if (native) scheduleRetry('media error');
   });
 
   // Back to the live edge once playback resumes after a stall left it far behind.
   function catchUp() {
-    if (!behindAfterStall || !stats.playing || stats.latency === null || stats.targetLatency === null) return;
+    if (vod || !behindAfterStall || !stats.playing || stats.latency === null || stats.targetLatency === null) return;
     if (stats.latency <= stats.targetLatency + JUMP_BEHIND_S) {
       behindAfterStall = false;
       return;
@@ -260,7 +282,9 @@
     stats.playing = !video.paused && !video.ended && video.readyState > 2;
     stats.bufferAhead = bufferAhead();
     stats.playbackRate = video.playbackRate;
-    if (hls) {
+    if (vod) {
+      // A recording has no live edge: no latency to show.
+    } else if (hls) {
       stats.latency = finite(hls.latency);
       stats.targetLatency = finite(hls.targetLatency);
       catchUp();
@@ -270,8 +294,8 @@
     render();
   }, TICK_MS);
 
-  document.title = channel + ' · Skyrelay';
-  $('channel').textContent = channel;
+  document.title = channel + (vod ? ' (recording)' : '') + ' · Skyrelay';
+  $('channel').textContent = channel + (vod ? ' · recording ' + vod : '');
   fetch('/web/info', { cache: 'no-store' })
     .then((r) => (r.ok ? r.json() : {}))
     .then((info) => {
