@@ -121,7 +121,13 @@ stop_pid() { kill "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do s
 # run_viewers MODE URL_EU URL_US METRICS_TOML SERVER_PID...: VIEWERS/2 viewers per region,
 # then writes $CASE.full.json with the server's CPU and peak RSS.
 run_viewers() {
-  local mode=$1 url_eu=$2 url_us=$3 metrics=$4; shift 4
+  local mode=$1 url_eu=$2 url_us=$3 metrics=$4 u; shift 4
+  # One request per edge first (the media playlist), so an edge's first fetch of the channel
+  # (for Skyrelay: the window history sent on subscribe) is not counted as the viewers'.
+  for u in "$url_eu" "$url_us"; do
+    "$LOADTEST" --quiet --report "$WORK/prime.json" burst --target "${u%/live/*}" --reference "$u" \
+      --object playlist --clients 1 >/dev/null
+  done
   cat >"$WORK/$CASE.toml" <<EOF
 duration_s = $DURATION
 warmup_s = 0
@@ -178,8 +184,10 @@ edge_server() { # port, region, cache zone
     listen 127.0.0.1:$1;
     proxy_set_header X-Edge $2;
     proxy_ignore_headers Cache-Control Expires; # the origin says no-cache; an edge cache caches anyway
+    # Playlists: one refresh per second per edge; while it runs, others get the stale copy.
     location ~ \.m3u8\$ { proxy_pass http://127.0.0.1:$NGX_HTTP; proxy_cache $3; proxy_cache_valid 200 1s;
-                         proxy_cache_lock on; proxy_cache_lock_timeout 5s; }
+                         proxy_cache_lock on; proxy_cache_lock_timeout 5s;
+                         proxy_cache_use_stale updating; proxy_cache_background_update on; }
     location / { proxy_pass http://127.0.0.1:$NGX_HTTP; proxy_cache $3; proxy_cache_valid 200 60s;
                  proxy_cache_lock on; proxy_cache_lock_timeout 5s; }
   }
@@ -331,7 +339,7 @@ def ttfb(b; q): if b.ok > 0 or b.ttfb_ms.count > 0 then b.ttfb_ms[q] else null e
  ($all | row("server CPU (s)"; .server_cpu_s)),
  ($all | row("server peak RSS (MiB)"; (.server_peak_rss_kb / 1024))),
  ($all | row("server peak RSS per 1,000 viewers (MiB)"; (.server_peak_rss_kb / 1024 / $viewers * 1000))),
- ($all | row("origin requests per segment, per region"; up_req)),
+ ($all | row("origin→edge transfers per segment, per region (nginx: HTTP requests; Skyrelay: relay objects)"; up_req)),
  ($all | row("origin bytes per region ÷ one copy of the stream"; up_copies)),
  ($all | row("cold segment, \(.[0].burst_segment.clients) clients at once: TTFB p50 (ms)"; ttfb(.burst_segment; "p50"))),
  ($all | row("cold segment burst: TTFB p99 (ms)"; ttfb(.burst_segment; "p99"))),

@@ -162,15 +162,19 @@ e0=$(ticks "$EDGE_PID"); o0=$(ticks "$ORIGIN_PID"); p0=$(ticks "$PUB_PID")
   | tee "$WORK/viewers.txt"
 e1=$(ticks "$EDGE_PID"); o1=$(ticks "$ORIGIN_PID"); p1=$(ticks "$PUB_PID")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+E_RSS=$(hwm_kb "$EDGE_PID"); O_RSS=$(hwm_kb "$ORIGIN_PID"); P_RSS=$(hwm_kb "$PUB_PID")
+# The publisher writes its report (with its largest send lag) when it stops.
+kill -INT "$PUB_PID"
+wait_for "the publisher's report" 20 test -s "$WORK/publish.json"
 read -r T_WALL T_USER T_SYS T_RSS <"$WORK/tester.time"
 cpu() { awk -v a="$1" -v b="$2" -v t="$TICKS" 'BEGIN { printf "%.1f", (b - a) / t }'; }
 
 jq -n --slurpfile r "$WORK/viewers.json" \
   --arg viewers "$VIEWERS" --arg h2 "$H2" --arg per "$PER_CONNECTION" \
   --arg t_wall "$T_WALL" --arg t_cpu "$(awk -v u="$T_USER" -v s="$T_SYS" 'BEGIN { printf "%.1f", u + s }')" \
-  --arg t_rss "$T_RSS" --arg e_cpu "$(cpu "$e0" "$e1")" --arg e_rss "$(hwm_kb "$EDGE_PID")" \
-  --arg o_cpu "$(cpu "$o0" "$o1")" --arg o_rss "$(hwm_kb "$ORIGIN_PID")" \
-  --arg p_cpu "$(cpu "$p0" "$p1")" --arg p_rss "$(hwm_kb "$PUB_PID")" \
+  --arg t_rss "$T_RSS" --arg e_cpu "$(cpu "$e0" "$e1")" --arg e_rss "$E_RSS" \
+  --arg o_cpu "$(cpu "$o0" "$o1")" --arg o_rss "$O_RSS" \
+  --arg p_cpu "$(cpu "$p0" "$p1")" --arg p_rss "$P_RSS" \
   '{viewers: ($viewers | tonumber), http2: ($h2 == "true"), per_connection: ($per | tonumber),
     tester: {wall_s: ($t_wall | tonumber), cpu_s: ($t_cpu | tonumber), peak_rss_kb: ($t_rss | tonumber)},
     edge: {cpu_s: ($e_cpu | tonumber), peak_rss_kb: ($e_rss | tonumber)},
