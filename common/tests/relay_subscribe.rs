@@ -4,6 +4,7 @@
 mod relay_support;
 
 use relay_support::*;
+use skyrelay_common::relay::client::RelayError;
 use skyrelay_common::relay::codec::ErrorCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,4 +206,33 @@ async fn relay_fresh_subscription_backfills_history() {
     assert_eq!(held, (Some(first), Some(5), true), "history segments and the open part");
     assert_same_parts(&origin.rendition("hist", "source").unwrap(), &local, first..=5);
     assert_eq!(server.metrics.parts_dropped.get(), 0, "no backfill part dropped");
+}
+
+/// A detached fetch returns a complete segment as one buffer without touching the window;
+/// a segment the upstream does not hold is `not_found`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_fetch_segment_returns_the_whole_segment() {
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "fetch");
+    for msn in 0..3 {
+        feed.segment(msn, 4);
+    }
+    let server = TestServer::start(origin.clone(), &pki.server, None);
+    let edge = hub();
+    let (client, _) = client(&pki, server.addr, edge.clone());
+    let sub = client.subscribe("fetch", "source").await.unwrap();
+    let upstream = origin.rendition("fetch", "source").unwrap();
+    let want: Vec<u8> = upstream.read(|w| w.segment(1)).unwrap().chunks.concat();
+    let got = sub.fetch_segment(1, DEADLINE).await.unwrap();
+    assert_eq!(got.as_ref(), &want[..], "segment 1 bytes");
+    let err = sub.fetch_segment(40, std::time::Duration::from_millis(200)).await.unwrap_err();
+    assert!(
+        err.code() == Some(ErrorCode::NotFound) || matches!(err, RelayError::Timeout),
+        "a segment not held: {err}"
+    );
+    assert_eq!(
+        sub.fetch_segment(0, DEADLINE).await.unwrap().len(),
+        upstream.read(|w| w.segment(0)).unwrap().len()
+    );
 }

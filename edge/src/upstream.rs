@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use moka::future::Cache;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use skyrelay_common::cpapi::ControlPlaneClient;
@@ -356,6 +357,33 @@ impl ChannelSource for UpstreamSource {
             debug!(%channel, outcome = outcome.as_str(), "channel lookup");
             result
         })
+    }
+
+    fn fetch_segment<'a>(
+        &'a self,
+        channel: &'a str,
+        rendition: &'a str,
+        msn: u64,
+    ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
+        Box::pin(self.fetch(channel, rendition, msn))
+    }
+}
+
+/// Longest wait for a segment fetched upstream (the upstream itself waits up to its fetch
+/// deadline for a segment it is still writing).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl UpstreamSource {
+    async fn fetch(&self, channel: &str, rendition: &str, msn: u64) -> Result<Bytes, SourceError> {
+        if rendition != SOURCE_RENDITION {
+            return Err(SourceError::NotFound);
+        }
+        let carried = self.subscriptions.get(channel).await.ok_or(SourceError::NotFound)?;
+        match carried.subscription.fetch_segment(msn, FETCH_TIMEOUT).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => Err(SourceError::NotFound),
+            Err(e) => Err(SourceError::Unavailable(e.to_string())),
+        }
     }
 }
 

@@ -340,11 +340,27 @@ impl Delivery {
         };
         let found = match r.read(lookup) {
             Some(found) => found,
+            // A fresh edge backfilling: fetch the segment upstream rather than wait for the
+            // history to arrive oldest first.
+            None if !r.is_filled() => match self.fetch_segment(r, msn).await {
+                Some(whole) => return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone()),
+                None => match r.wait_for(Instant::now() + self.hold(r), lookup).await {
+                    Some(found) => found,
+                    None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
+                },
+            },
             None => match r.wait_for(Instant::now() + self.hold(r), lookup).await {
                 Some(found) => found,
                 None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
             },
         };
+        // Older than the window: the upstream may still hold it.
+        if found.is_none()
+            && r.read(|w| w.oldest_msn().is_some_and(|o| msn < o))
+            && let Some(whole) = self.fetch_segment(r, msn).await
+        {
+            return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone());
+        }
         let body = match (found, r.objects()) {
             // One contiguous buffer, made once and shared: a single body frame.
             (Some(chunks), Some(objects)) => {
@@ -356,6 +372,24 @@ impl Delivery {
             (None, _) => return text(StatusCode::NOT_FOUND, "segment not in the live window"),
         };
         ok(body, MEDIA_TYPE, self.immutable.clone())
+    }
+
+    /// Segment `msn` fetched upstream through the object cache (one fetch for concurrent
+    /// requests); `None` without a source or object cache, or when the upstream does not
+    /// hold it.
+    async fn fetch_segment(&self, r: &Rendition, msn: u64) -> Option<bytes::Bytes> {
+        let (source, objects) = (self.source.as_ref()?, r.objects()?);
+        let fetch = source.fetch_segment(r.channel(), r.name(), msn);
+        match objects.get_or_fetch(r.id(), msn, fetch).await {
+            Ok((outcome, whole)) => {
+                tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment fetched");
+                Some(whole)
+            }
+            Err(e) => {
+                tracing::debug!(channel = r.channel(), msn, error = %e, "segment fetch failed");
+                None
+            }
+        }
     }
 
     async fn part(&self, r: Arc<Rendition>, msn: u64, part: u32) -> Resp {

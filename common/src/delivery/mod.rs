@@ -136,6 +136,18 @@ pub enum SourceError {
 /// renditions are now open in the hub (they may still be empty).
 pub trait ChannelSource: Send + Sync + 'static {
     fn ensure<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), SourceError>>;
+
+    /// Complete segment `msn` of a channel the source carries, fetched upstream as one
+    /// buffer without waiting for the window (an edge backfilling a fresh subscription, or
+    /// a segment older than its window). `NotFound` when the upstream does not hold it.
+    fn fetch_segment<'a>(
+        &'a self,
+        _channel: &'a str,
+        _rendition: &'a str,
+        _msn: u64,
+    ) -> BoxFuture<'a, Result<bytes::Bytes, SourceError>> {
+        Box::pin(std::future::ready(Err(SourceError::NotFound)))
+    }
 }
 
 /// A refused request: the status (usually 403) and a short reason, sent in the

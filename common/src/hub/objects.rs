@@ -128,6 +128,32 @@ impl ObjectCache {
         (outcome, bytes)
     }
 
+    /// The segment, fetched by `fetch` unless cached or being fetched by another request,
+    /// whose result is then shared (one upstream fetch for concurrent misses). A failed fetch
+    /// is not cached; every waiter gets its error.
+    pub async fn get_or_fetch<E: Send + Sync + 'static>(
+        &self,
+        rendition: u64,
+        msn: u64,
+        fetch: impl std::future::Future<Output = Result<Bytes, E>>,
+    ) -> Result<(ObjectOutcome, Bytes), Arc<E>> {
+        let started = AtomicBool::new(false);
+        let make = async {
+            started.store(true, Ordering::Relaxed);
+            fetch.await
+        };
+        let result = self.cache.try_get_with(Key { rendition, msn }, make).await;
+        let outcome =
+            if started.load(Ordering::Relaxed) { ObjectOutcome::Miss } else { ObjectOutcome::Coalesced };
+        if result.is_ok() {
+            self.count(outcome);
+        }
+        if outcome == ObjectOutcome::Miss {
+            self.bytes.set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
+        }
+        result.map(|b| (outcome, b))
+    }
+
     /// Bytes held now (approximate: moka applies inserts and evictions in batches).
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use quinn::{Endpoint, VarInt};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -101,6 +102,9 @@ pub enum RelayError {
     /// The client has stopped.
     #[error("relay client stopped")]
     Stopped,
+    /// A fetched segment broke off, or was larger than a fetch may be.
+    #[error("fetch failed: {0}")]
+    Fetch(&'static str),
 }
 
 impl RelayError {
@@ -125,6 +129,7 @@ pub(crate) struct Accepted {
 pub(crate) enum Command {
     Subscribe { channel: String, rendition: String, reply: oneshot::Sender<Result<Accepted, RelayError>> },
     Unsubscribe { id: u64 },
+    Fetch { subscription: u64, msn: u64, reply: oneshot::Sender<Result<Bytes, RelayError>> },
 }
 
 /// A connection to one upstream, shared by its subscriptions. Dropping it stops the driver,
@@ -237,6 +242,21 @@ impl Subscription {
                 .then_some(())
         };
         self.local.wait_for(deadline, reached).await.is_some()
+    }
+
+    /// Fetches complete segment `msn` of the subscribed rendition as one buffer (its parts'
+    /// bytes in order), without applying it to the local window: for an object the window
+    /// does not hold (older than it, or not arrived yet while the history is backfilled).
+    /// The upstream waits (bounded) for a segment it is still writing.
+    pub async fn fetch_segment(&self, msn: u64, timeout: Duration) -> Result<Bytes, RelayError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Fetch { subscription: self.id, msn, reply };
+        self.cmd.send(cmd).await.map_err(|_| RelayError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(RelayError::Stopped),
+            Err(_) => Err(RelayError::Timeout),
+        }
     }
 
     /// Stops the subscription.

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use quinn::{Connection, Endpoint, SendStream, VarInt};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,6 +23,19 @@ use crate::relay::metrics::RelayClientMetrics;
 
 /// Segments fetched at most for one gap; a larger gap is given up.
 const MAX_GAP_FETCH: u64 = 4;
+
+/// Largest segment a detached fetch collects (a larger one fails).
+const MAX_DETACHED_BYTES: usize = 256 << 20;
+
+/// Detached fetches (segments returned to the caller, not applied) in flight at once.
+const MAX_DETACHED: usize = 16;
+
+/// A fetch whose segment goes back to the caller instead of into the window.
+struct Detached {
+    reply: oneshot::Sender<Result<Bytes, RelayError>>,
+    bytes: BytesMut,
+    failed: bool,
+}
 
 type Reply = oneshot::Sender<Result<Accepted, RelayError>>;
 
@@ -82,6 +95,9 @@ pub(super) struct Driver {
     subs: HashMap<u64, Sub>,
     /// Fetch request id -> (subscription, msn).
     fetches: HashMap<u64, (u64, u64)>,
+    /// Detached fetches by request id, and the streams answering them (token -> request).
+    detached: HashMap<u64, Detached>,
+    detached_streams: HashMap<u64, u64>,
     next_id: u64,
     next_token: u64,
     stopped: bool,
@@ -117,6 +133,8 @@ impl Driver {
             connected,
             subs: HashMap::new(),
             fetches: HashMap::new(),
+            detached: HashMap::new(),
+            detached_streams: HashMap::new(),
             next_id: 1,
             next_token: 0,
             stopped: false,
@@ -262,6 +280,9 @@ impl Driver {
             sub.fetching.clear();
         }
         self.fetches.clear();
+        // Dropping the replies tells the callers (stopped).
+        self.detached.clear();
+        self.detached_streams.clear();
         worked
     }
 
@@ -314,6 +335,20 @@ impl Driver {
                     self.send_subscribe(send, id).await?;
                 }
             }
+            Command::Fetch { subscription, msn, reply } => {
+                let Some(send) = send else {
+                    let _ = reply.send(Err(RelayError::Timeout));
+                    return Ok(());
+                };
+                if !self.subs.contains_key(&subscription) || self.detached.len() >= MAX_DETACHED {
+                    let _ = reply.send(Err(RelayError::Fetch("no such subscription, or too many fetches")));
+                    return Ok(());
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                self.detached.insert(id, Detached { reply, bytes: BytesMut::new(), failed: false });
+                io::write_control(send, &ControlMessage::Fetch { id, subscription, msn }).await?;
+            }
             Command::Unsubscribe { id } => {
                 if self.subs.remove(&id).is_some() {
                     self.metrics.subscriptions.dec();
@@ -358,7 +393,9 @@ impl Driver {
                 }
             }
             ControlMessage::Error { id, code, message } => {
-                if let Some((sid, msn)) = self.fetches.remove(&id) {
+                if let Some(d) = self.detached.remove(&id) {
+                    let _ = d.reply.send(Err(RelayError::Refused { code, message }));
+                } else if let Some((sid, msn)) = self.fetches.remove(&id) {
                     debug!(sid, msn, code = code.as_str(), %message, "fetch failed");
                     if let Some(sub) = self.subs.get_mut(&sid) {
                         sub.fetching.remove(&msn);
@@ -429,7 +466,33 @@ impl Driver {
     async fn frame(&mut self, ev: Event, send: &mut SendStream) -> Result<(), Broken> {
         let mut out = Vec::new();
         match ev {
-            Event::Header { token, header } => {
+            Event::Header { token, fetch: Some(request), .. } if self.detached.contains_key(&request) => {
+                self.detached_streams.insert(token, request);
+            }
+            Event::Chunk { token, bytes, .. } if self.detached_streams.contains_key(&token) => {
+                let request = self.detached_streams[&token];
+                if let Some(d) = self.detached.get_mut(&request) {
+                    if d.bytes.len() + bytes.len() > MAX_DETACHED_BYTES {
+                        d.failed = true;
+                    } else if !d.failed {
+                        d.bytes.extend_from_slice(&bytes);
+                    }
+                }
+            }
+            Event::Trailer { token, .. } | Event::Abort { token, .. }
+                if self.detached_streams.contains_key(&token) => {}
+            Event::FetchDone { request, ok } if self.detached.contains_key(&request) => {
+                self.detached_streams.retain(|_, r| *r != request);
+                if let Some(d) = self.detached.remove(&request) {
+                    let result = match (ok, d.failed) {
+                        (true, false) => Ok(d.bytes.freeze()),
+                        (_, true) => Err(RelayError::Fetch("segment larger than a fetch may be")),
+                        (false, _) => Err(RelayError::Fetch("fetch stream broke off")),
+                    };
+                    let _ = d.reply.send(result);
+                }
+            }
+            Event::Header { token, header, .. } => {
                 let sid = header.subscription;
                 let Some(sub) = self.subs.get_mut(&sid) else { return Ok(()) };
                 if let Err(e) = sub.asm.on_header(token, header, &mut out) {

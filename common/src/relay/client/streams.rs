@@ -17,6 +17,8 @@ pub(super) enum Event {
     Header {
         token: u64,
         header: PartHeader,
+        /// The fetch request this part answers (a fetch stream), if any.
+        fetch: Option<u64>,
     },
     Chunk {
         token: u64,
@@ -71,7 +73,7 @@ pub(super) async fn read_stream(
                 current = Some((header.subscription, Position { msn: header.msn, part: header.part }));
                 // Delay is measured on pushed parts only (fetched ones are old on purpose).
                 first_chunk = fetch.is_none().then_some(header.origin_ms);
-                Event::Header { token, header }
+                Event::Header { token, header, fetch }
             }
             Ok(Some(StreamFrame::Chunk(bytes))) => {
                 let Some((sub, pos)) = current else { continue };
