@@ -16,8 +16,9 @@ pub struct Fetch {
     pub status: u16,
     /// From the caller's `start` to the first body byte.
     pub ttfb: Option<Duration>,
-    /// Body bytes as they came on the wire (chunk framing included).
-    pub wire_bytes: usize,
+    /// The body with any chunked framing removed, so responses sent whole and responses
+    /// streamed as they were written compare alike.
+    pub body: Vec<u8>,
     /// (frame number, arrival) of every marker seen in the body.
     pub frames: Vec<(u64, Instant)>,
 }
@@ -54,6 +55,7 @@ pub async fn fetch_on(
     let mut in_body = false;
     let mut carry: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut body = Dechunk::default();
     loop {
         let n = match tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
@@ -74,6 +76,8 @@ pub async fn fetch_on(
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
             in_body = true;
+            body.chunked =
+                String::from_utf8_lossy(&head).to_ascii_lowercase().contains("transfer-encoding: chunked");
             let body_start = end + 4 - (head.len() - n);
             data = &buf[body_start.min(n)..n];
         }
@@ -86,7 +90,7 @@ pub async fn fetch_on(
                 let _ = tx.send(());
             }
         }
-        out.wire_bytes += data.len();
+        body.feed(data);
         if scan {
             carry.extend_from_slice(data);
             let mut i = 0;
@@ -104,7 +108,74 @@ pub async fn fetch_on(
             carry.drain(..keep);
         }
     }
+    out.body = body.body;
     out
+}
+
+/// Removes HTTP/1.1 chunked framing from a body fed piece by piece.
+struct Dechunk {
+    chunked: bool,
+    /// Bytes left of the current chunk's data; `None` while reading a size line.
+    left: Option<usize>,
+    size_line: Vec<u8>,
+    /// CR LF after a chunk's data still to skip.
+    skip: usize,
+    body: Vec<u8>,
+}
+
+impl Default for Dechunk {
+    fn default() -> Self {
+        Dechunk { chunked: false, left: None, size_line: Vec::new(), skip: 0, body: Vec::new() }
+    }
+}
+
+impl Dechunk {
+    fn take(&mut self, data: &[u8]) {
+        self.body.extend_from_slice(data);
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        if !self.chunked {
+            self.take(data);
+            return;
+        }
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            match self.left {
+                Some(left) => {
+                    let n = left.min(data.len());
+                    self.take(&data[..n]);
+                    data = &data[n..];
+                    self.left = if left == n {
+                        self.skip = 2;
+                        None
+                    } else {
+                        Some(left - n)
+                    };
+                }
+                None => {
+                    let Some(nl) = data.iter().position(|b| *b == b'\n') else {
+                        self.size_line.extend_from_slice(data);
+                        return;
+                    };
+                    self.size_line.extend_from_slice(&data[..nl]);
+                    data = &data[nl + 1..];
+                    let line = String::from_utf8_lossy(&self.size_line).into_owned();
+                    self.size_line.clear();
+                    let hex = line.split(';').next().unwrap_or("").trim();
+                    match usize::from_str_radix(hex, 16) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => self.left = Some(n),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The value at quantile `q` (0..=1) of sorted `v`.

@@ -122,7 +122,8 @@ pub struct Burst {
     pub p50: f64,
     pub p99: f64,
     pub max: f64,
-    /// Responses that were not 200 or whose size differed from the first one's.
+    /// Responses that were not 200 or whose body (chunk framing removed) differed from the
+    /// first one's.
     pub bad: usize,
 }
 
@@ -205,14 +206,14 @@ async fn burst(addr: SocketAddr, path: &str, clients: usize) -> Result<Burst, St
     for t in tasks {
         let f = t.await.map_err(|e| format!("client: {e}"))?;
         *statuses.entry(f.status).or_default() += 1;
-        let same = f.status != 200 || *size.get_or_insert(f.wire_bytes) == f.wire_bytes;
+        let same = f.status != 200 || *size.get_or_insert_with(|| f.body.clone()) == f.body;
         match f.ttfb {
             Some(t) if f.status == 200 && same => ms.push(t.as_secs_f64() * 1e3),
             _ => bad += 1,
         }
     }
     ms.sort_by(f64::total_cmp);
-    eprintln!("{clients} clients on {addr}{path}: statuses {statuses:?}");
+    eprintln!("{clients} clients on {addr}{path}: statuses {statuses:?}, failed or differing {bad}");
     if bad > 0 {
         ms.clear(); // a burst with failures has no TTFB figures (shown as "-")
     }
