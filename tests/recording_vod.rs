@@ -4,7 +4,8 @@
 //! the edge refuses the VOD without a token, ffprobe plays it through the edge with a token
 //! (duration within one segment of 30 s) and ffmpeg decodes it without errors; concurrent
 //! requests for one segment make one origin fetch, a second fetch is a cache hit, served
-//! byte-identical to the bucket's object; unknown ids and unsafe paths are 404.
+//! byte-identical to the bucket's object; unknown ids and unsafe paths are 404. A channel
+//! whose recording is off in the control plane, published at the same time, is not recorded.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -146,6 +147,20 @@ async fn a_recording_plays_through_the_edge_from_s3() {
         http_json("POST", &format!("{cp}/v1/channels/secret/stream-key"), Some(&session), None).await;
     assert_eq!(status, 201, "{body}");
     let key = body["stream_key"].as_str().unwrap().to_string();
+    // A channel with recording off: the origin records all channels, but the channel's own
+    // setting from the control plane wins.
+    let (status, body) = http_json(
+        "POST",
+        &format!("{cp}/v1/channels"),
+        Some(&session),
+        Some(json!({"name": "unrecorded", "private": false, "recording": false})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) =
+        http_json("POST", &format!("{cp}/v1/channels/unrecorded/stream-key"), Some(&session), None).await;
+    assert_eq!(status, 201, "{body}");
+    let unrecorded_key = body["stream_key"].as_str().unwrap().to_string();
 
     let mut ocfg = OriginConfig { node_name: "origin-1".into(), ..OriginConfig::default() };
     ocfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
@@ -174,8 +189,16 @@ async fn a_recording_plays_through_the_edge_from_s3() {
     ecfg.drain_seconds = 2;
     let edge = EdgeNode::start(ecfg).await.expect("edge starts");
 
-    // Record 30 s.
+    // Record 30 s; the unrecorded channel is live for a few seconds meanwhile.
     let mut ffmpeg = ffmpeg_publish(&format!("rtmp://{}/live/{key}", origin.rtmp_addr), 30);
+    let mut unrecorded = ffmpeg_publish(&format!("rtmp://{}/live/{unrecorded_key}", origin.rtmp_addr), 6);
+    let unrecorded_playlist = format!("http://{}/live/unrecorded/source/index.m3u8", origin.http_addr);
+    wait_for("the unrecorded channel live at the origin", Duration::from_secs(30), || async {
+        let (status, text) = http_text(&unrecorded_playlist).await;
+        (status == 200 && text.contains("#EXTINF")).then_some(())
+    })
+    .await;
+    assert!(unrecorded.wait_exit(Duration::from_secs(60)).await.is_some(), "the short publish ends");
     let exit = ffmpeg.wait_exit(Duration::from_secs(90)).await.expect("ffmpeg finishes");
     assert!(exit.success(), "ffmpeg publish failed: {exit}");
 
@@ -196,6 +219,15 @@ async fn a_recording_plays_through_the_edge_from_s3() {
     assert!(keys.contains(&format!("{prefix}index.m3u8")), "{keys:?}");
     let segments = rec["segment_count"].as_u64().unwrap();
     assert!(segments >= 10, "{rec}");
+    // Recording off: nothing in the catalog, nothing in the bucket.
+    let (status, list) =
+        http_json("GET", &format!("{cp}/v1/channels/unrecorded/recordings"), Some(&session), None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "a channel with recording off was recorded: {list}");
+    assert!(
+        storage.list("recordings/unrecorded/").await.unwrap().is_empty(),
+        "objects of an unrecorded channel"
+    );
 
     let vod = format!("http://{}/vod/{id}/index.m3u8", edge.http_addr);
 

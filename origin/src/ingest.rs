@@ -114,8 +114,17 @@ fn now_unix_ms() -> u64 {
 struct Publishing {
     claim: Claim,
     rendition: Arc<Rendition>,
+    /// Whether this session goes to the recorder (the grant's setting, when it has one).
+    record: bool,
     bytes_since: u64,
     bitrate_since: Instant,
+}
+
+impl Publishing {
+    /// The recorder this session's events go to, if it is recorded.
+    fn recorder<'a>(&self, ctx: &'a IngestContext) -> Option<&'a Recorder> {
+        ctx.recorder.as_deref().filter(|_| self.record)
+    }
 }
 
 /// Why a connection ended (for the log line).
@@ -299,8 +308,12 @@ impl<'a> Connection<'a> {
         if let Some(reports) = &self.ctx.live_reports {
             reports.report(&grant.channel, true);
         }
+        let record = self.ctx.recorder.is_some() && grant.record.unwrap_or(true);
+        if self.ctx.recorder.is_some() && !record {
+            debug!(channel = %grant.channel, "recording is off for this channel");
+        }
         self.publishing =
-            Some(Publishing { claim, rendition, bytes_since: 0, bitrate_since: Instant::now() });
+            Some(Publishing { claim, rendition, record, bytes_since: 0, bitrate_since: Instant::now() });
     }
 
     fn on_media(&mut self, video: bool, timestamp: u32, data: bytes::Bytes) {
@@ -314,7 +327,7 @@ impl<'a> Connection<'a> {
             } else {
                 packager.push_audio(timestamp, data)
             };
-            apply_events(packager, &p.rendition, &p.claim.channel, metrics, self.ctx.recorder.as_deref());
+            apply_events(packager, &p.rendition, &p.claim.channel, metrics, p.recorder(self.ctx));
             pushed
         });
         match pushed {
@@ -331,7 +344,7 @@ impl<'a> Connection<'a> {
         let metrics = &self.ctx.metrics;
         p.claim.packaging.with_packager(p.claim.id, |packager| {
             packager.end_session();
-            apply_events(packager, &p.rendition, &p.claim.channel, metrics, self.ctx.recorder.as_deref());
+            apply_events(packager, &p.rendition, &p.claim.channel, metrics, p.recorder(self.ctx));
         });
         // False when a newer publisher replaced this one: the channel stays live.
         let still_live_here = self.ctx.publishers.release(&p.claim);

@@ -36,6 +36,9 @@ impl PublishAuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishGrant {
     pub channel: String,
+    /// The channel's own recording setting, when the authority knows it (the control plane
+    /// does; config-file keys leave it to `recording.channels`).
+    pub record: Option<bool>,
 }
 
 /// Decides whether a stream key may publish, and to which channel.
@@ -76,7 +79,7 @@ impl PublishAuthority for StaticKeys {
     ) -> Pin<Box<dyn Future<Output = Result<PublishGrant, PublishAuthError>> + Send + 'a>> {
         let result = self
             .lookup(stream_key)
-            .map(|channel| PublishGrant { channel: channel.to_owned() })
+            .map(|channel| PublishGrant { channel: channel.to_owned(), record: None })
             .ok_or(PublishAuthError::UnknownKey);
         Box::pin(std::future::ready(result))
     }
@@ -102,7 +105,7 @@ impl PublishAuthority for ControlPlaneKeys {
     ) -> Pin<Box<dyn Future<Output = Result<PublishGrant, PublishAuthError>> + Send + 'a>> {
         Box::pin(async move {
             match self.client.authorize_publish(stream_key, &self.node).await {
-                Ok(grant) => Ok(PublishGrant { channel: grant.channel }),
+                Ok(grant) => Ok(PublishGrant { channel: grant.channel, record: Some(grant.recording) }),
                 Err(e) if e.is_refusal() => Err(PublishAuthError::UnknownKey),
                 Err(e) => Err(PublishAuthError::Unavailable(e.to_string())),
             }
