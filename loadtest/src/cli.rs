@@ -227,3 +227,81 @@ async fn run_command(args: LoadtestArgs, cancel: CancellationToken) -> Result<()
     println!("report: {}", args.out.report.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LoadtestArgs,
+    }
+
+    #[test]
+    fn commands_parse_into_scenarios() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "t",
+            "play",
+            "--url",
+            "http://127.0.0.1:1/a.m3u8",
+            "--url",
+            "http://127.0.0.1:2/b.m3u8",
+            "--viewers",
+            "7",
+            "--mode",
+            "hls",
+            "--http2",
+            "--ramp-up",
+            "2",
+            "--quiet",
+        ])
+        .unwrap();
+        assert!(cli.args.out.quiet);
+        let s = cli.args.scenario().unwrap().unwrap();
+        assert_eq!(s.viewers.len(), 2);
+        assert!(s.viewers.iter().all(|v| v.count == 7 && v.mode == Mode::Hls));
+        assert!(s.http2 && s.ramp_up_s == 2 && s.publishers.is_empty());
+
+        let cli = Cli::try_parse_from([
+            "t",
+            "publish",
+            "--url",
+            "rtmp://127.0.0.1/live/k{i}",
+            "--count",
+            "3",
+            "--file",
+            "a.flv",
+        ])
+        .unwrap();
+        let s = cli.args.scenario().unwrap().unwrap();
+        assert_eq!((s.publishers[0].count, s.viewers.len()), (3, 0));
+
+        let cli = Cli::try_parse_from([
+            "t",
+            "--report",
+            "b.json",
+            "burst",
+            "--target",
+            "http://127.0.0.1:9",
+            "--reference",
+            "http://127.0.0.1:8/live/c/master.m3u8",
+            "--object",
+            "playlist",
+        ])
+        .unwrap();
+        assert!(cli.args.scenario().unwrap().is_none());
+        assert_eq!(cli.args.out.report, PathBuf::from("b.json"));
+        assert!(matches!(
+            cli.args.command,
+            Command::Burst { object: BurstObject::Playlist, clients: 256, .. }
+        ));
+
+        let missing = Cli::try_parse_from(["t", "scenario", "/nonexistent/x.toml"]).unwrap();
+        assert!(matches!(missing.args.scenario(), Err(CliError::Read { .. })));
+        assert!(Cli::try_parse_from(["t", "play"]).is_err());
+    }
+}
