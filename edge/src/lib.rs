@@ -6,7 +6,11 @@
 //! - [`config`]: the typed edge configuration.
 //! - [`upstream`]: [`upstream::UpstreamSource`], the delivery hook that subscribes to a
 //!   channel upstream on its first request (coalesced per channel, misses remembered
-//!   briefly), and the idle reaper that unsubscribes channels nobody watches.
+//!   briefly) and fetches segments its window lacks, and the idle reaper that unsubscribes
+//!   channels nobody watches.
+//! - Media memory ([`config::EdgeCacheConfig`]): live windows reserved within a byte
+//!   budget, whole segments in the hub's byte-weighed object cache
+//!   (`docs/decisions/0008-edge-media-memory.md`).
 //! - [`vod`]: recordings played back at `/vod/{recording}/…`: catalog lookup, the live
 //!   playback check, a byte-bounded cache of files fetched from origins
 //!   ([`vod_origin`]), per-viewer token in the playlist ([`vod_playlist`]).
