@@ -9,34 +9,17 @@
 //! `target/test-artifacts/` (`up-recordings.*`). Needs Chromium and `web/node_modules`
 //! (`scripts/test.sh` installs both).
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use skyrelay_testkit::browser::{DriverResult, artifacts, check_prerequisites, drive};
 use skyrelay_testkit::*;
+use support::{read_json, start_up};
 
 const PUBLISHED_S: u32 = 12;
 const MIN_ADVANCE_S: f64 = 4.0;
-
-fn start_up(dir: &Path) -> ChildGuard {
-    let child = Command::new(env!("CARGO_BIN_EXE_skyrelay"))
-        .args(["up", "--port-base", "0", "--rtmp-port", "0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("skyrelay runs");
-    ChildGuard(child)
-}
-
-async fn read_json(path: &Path) -> serde_json::Value {
-    wait_for(&format!("{}", path.display()), Duration::from_secs(60), || async {
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_management_page_lists_and_plays_a_recording() {

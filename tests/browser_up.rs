@@ -13,101 +13,18 @@
 //! `up-watch-private.png`, `up-watch-demo.png`). Needs Chromium and `web/node_modules`
 //! (`scripts/test.sh` installs both).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
+use skyrelay_testkit::browser::{DriverResult, artifacts, check_prerequisites, drive};
 use skyrelay_testkit::*;
+use support::{read_json, start_up};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const WEB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
 const MIN_ADVANCE_S: f64 = 5.0;
 const MAX_LATENCY_S: f64 = 3.0;
 const PRIVATE: &str = "backstage";
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).expect("artifacts directory");
-    dir
-}
-
-fn check_prerequisites() {
-    let web = Path::new(WEB);
-    assert!(
-        chromium().is_file(),
-        "Chromium is missing at {}: run scripts/test.sh, which installs Debian's chromium",
-        chromium().display()
-    );
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: run `npm ci --prefix web` (scripts/test.sh does)"
-    );
-}
-
-fn start_up(dir: &Path) -> ChildGuard {
-    let child = Command::new(env!("CARGO_BIN_EXE_skyrelay"))
-        .args(["up", "--port-base", "0", "--rtmp-port", "0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("skyrelay runs");
-    ChildGuard(child)
-}
-
-async fn read_json(path: &Path) -> serde_json::Value {
-    wait_for(&format!("{}", path.display()), Duration::from_secs(60), || async {
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
-    })
-    .await
-}
-
-/// Runs a driver script under `web/tests`, keeping its output as `target/test-artifacts/{name}.log`.
-async fn drive(script: &str, name: &str, args: &[String]) -> (String, String) {
-    let dir = artifacts();
-    let out_path = dir.join(format!("{name}.log"));
-    let err_path = dir.join(format!("{name}.stderr.log"));
-    let child = Command::new("node")
-        .arg(Path::new(WEB).join("tests").join(script))
-        .args(args)
-        .arg("--chromium")
-        .arg(chromium())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("driver log"))
-        .stderr(std::fs::File::create(&err_path).expect("driver error log"))
-        .spawn()
-        .expect("node runs (Node.js is needed for the web UI)");
-    let mut driver = ChildGuard(child);
-    let exit = driver.wait_exit(Duration::from_secs(120)).await.expect("the browser driver finishes");
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let report = format!("{stdout}\n{stderr}");
-    println!("{name}:\n{report}");
-    assert!(exit.success(), "{script} failed ({exit}):\n{report}");
-    (stdout, report)
-}
-
-/// The `key=value` pairs of the driver line starting with `prefix`.
-fn parse_result(stdout: &str, prefix: &str) -> HashMap<String, String> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix(prefix)).unwrap_or("");
-    line.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn number(result: &HashMap<String, String>, key: &str, report: &str) -> f64 {
-    result
-        .get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no figure {key} in the driver's report:\n{report}"))
-}
 
 /// Plays `url` in the watch page and judges the figures.
 async fn watch(name: &str, url: &str) {
@@ -116,19 +33,20 @@ async fn watch(name: &str, url: &str) {
     let args = ["--url", url, "--seconds", "6", "--timeout", "40", "--screenshot"].map(String::from);
     let mut args = args.to_vec();
     args.push(shot.display().to_string());
-    let (stdout, report) = drive("watch.mjs", name, &args).await;
-    let r = parse_result(&stdout, "watch-result ");
-    let get = |k: &str| r.get(k).map(String::as_str).unwrap_or("");
+    let driven = drive("watch.mjs", name, &args, Duration::from_secs(120)).await;
+    let r = DriverResult::parse(&driven, "watch-result ");
+    let report = r.report();
+    let get = |k: &str| r.get(k);
     assert_eq!(get("started"), "1", "{name}: the video never played:\n{report}");
     assert_eq!(get("engine"), "hls.js", "{report}");
-    let played = number(&r, "played_s", &report);
+    let played = r.number("played_s");
     assert!(played >= MIN_ADVANCE_S, "{name}: currentTime advanced {played:.2} s:\n{report}");
     assert_eq!(get("fatal_errors"), "0", "{name}: fatal player errors:\n{report}");
     assert_eq!(get("other_errors"), "0", "{name}: player errors:\n{report}");
     assert_eq!(get("console_errors"), "0", "{name}: console errors or failed requests:\n{report}");
-    assert!(number(&r, "stalls", &report) <= 1.0, "{name}: stalls:\n{report}");
+    assert!(r.number("stalls") <= 1.0, "{name}: stalls:\n{report}");
     for key in ["latency_max_steady", "latency_last"] {
-        let latency = number(&r, key, &report);
+        let latency = r.number(key);
         assert!(latency < MAX_LATENCY_S, "{name}: hls.js {key} {latency:.2} s:\n{report}");
     }
     assert!(shot.is_file(), "no screenshot at {}", shot.display());
@@ -200,9 +118,10 @@ async fn browser_manages_and_watches_a_network_started_by_up() {
     ];
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(shot.display().to_string());
-    let (stdout, report) = drive("manage.mjs", "up-manage", &args).await;
-    let m = parse_result(&stdout, "manage-result ");
-    let get = |k: &str| m.get(k).cloned().unwrap_or_default();
+    let driven = drive("manage.mjs", "up-manage", &args, Duration::from_secs(120)).await;
+    let m = DriverResult::parse(&driven, "manage-result ");
+    let report = m.report();
+    let get = |k: &str| m.get(k).to_string();
     assert_eq!(get("private"), "1", "{report}");
     assert_eq!(get("live_channel_status"), "live", "the demo channel should show as live:\n{report}");
     assert_eq!(get("console_errors"), "0", "{report}");

@@ -2,23 +2,14 @@
 //! publishes to the demo URL from up.json, ffmpeg plays from an edge of every region, the
 //! watch page is served, Ctrl-C stops it cleanly, and a second run reuses the same state.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use skyrelay_testkit::*;
-
-fn start_up(dir: &Path) -> ChildGuard {
-    let child = Command::new(env!("CARGO_BIN_EXE_skyrelay"))
-        .args(["up", "--port-base", "0", "--rtmp-port", "0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("skyrelay runs");
-    ChildGuard(child)
-}
+use support::start_up;
 
 async fn read_up_json(dir: &Path) -> serde_json::Value {
     let path = dir.join("up.json");

@@ -72,8 +72,8 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         cfg.control_plane.url = Some(cp.url.clone());
         cfg.control_plane.node_secret = Some(cp.node_secret.clone());
         cfg.drain_seconds = 2;
-        // Every channel is recorded to the data directory, so the network has recordings
-        // to list and play back (`/vod/…` on the edges).
+        // Channels with recording on (the demo channel is) are recorded to the data
+        // directory, so the network has recordings to list and play back (`/vod/…` on the edges).
         cfg.recording.enabled = true;
         cfg.recording.spool_dir = data_dir.join("recording-spool").join(region);
         cfg.recording.storage = StorageSettings::Local { dir: recordings_dir(&data_dir) };
@@ -207,8 +207,8 @@ fn print_summary(up: &serde_json::Value, creds: &setup::Credentials, path: &Path
     );
     println!("Watch: {}", up["demo"]["watch_url"].as_str().unwrap_or_default());
     println!(
-        "Recordings: every channel is recorded to {} (listed on the management page, played at \
-         <edge>/vod/<recording>/index.m3u8)",
+        "Recordings: channels with recording on (demo is) are recorded to {} (listed on the \
+         management page, played at <edge>/vod/<recording>/index.m3u8)",
         up["recordings_dir"].as_str().unwrap_or_default()
     );
     println!("Details for scripts: {}", path.display());

@@ -108,7 +108,8 @@ pub async fn first_run(data_dir: &Path, cp: &ControlPlane) -> Result<Credentials
     })?;
     let admin_token = login(cp, &password).await?;
     let (status, body) =
-        api(cp, "POST", "/v1/channels", Some(&admin_token), Some(json!({"name": "demo"}))).await?;
+        api(cp, "POST", "/v1/channels", Some(&admin_token), Some(json!({"name": "demo", "recording": true})))
+            .await?;
     if status != 201 {
         bail!("creating the demo channel: {status} {body}");
     }
