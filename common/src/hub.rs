@@ -29,6 +29,10 @@ use tokio::time::Instant;
 use crate::media::MediaEvent;
 use crate::window::{LiveWindow, WindowConfig, WindowError};
 
+/// Longest a rendition counts as not filled ([`Rendition::is_filled`]): a history that has
+/// not arrived by then (the upstream dropped it, or the stream stalled) is not waited for.
+pub const BACKFILL_LIMIT: Duration = Duration::from_secs(5);
+
 /// Longest channel or rendition name.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -248,6 +252,8 @@ pub struct Rendition {
     closed: AtomicBool,
     /// False while a fresh relay subscription is still receiving the history it asked for.
     filled: AtomicBool,
+    /// When `filled` was cleared (ms since `epoch`).
+    unfilled_at_ms: AtomicU64,
     last_access: Arc<AtomicU64>,
     epoch: Instant,
     /// The playlist without a URI query, for the version it was built at.
@@ -281,6 +287,7 @@ impl Rendition {
             tx,
             closed: AtomicBool::new(false),
             filled: AtomicBool::new(true),
+            unfilled_at_ms: AtomicU64::new(0),
             last_access,
             epoch,
             playlist_cache: Mutex::new(None),
@@ -390,11 +397,18 @@ impl Rendition {
     }
 
     /// Whether the window holds the history its writer meant it to have. True unless a
-    /// fresh relay subscription is still backfilling: delivery then waits for objects it
-    /// does not hold yet instead of answering 404, and a plain playlist waits for the
-    /// history (bounded), so a player's first playlist lists the whole window.
+    /// fresh relay subscription is still backfilling (for at most [`BACKFILL_LIMIT`]):
+    /// delivery then waits for objects it does not hold yet instead of answering 404, and a
+    /// plain playlist waits for the history (bounded), so a player's first playlist lists
+    /// the whole window.
     pub fn is_filled(&self) -> bool {
         self.filled.load(Ordering::Acquire)
+            || self.now_ms().saturating_sub(self.unfilled_at_ms.load(Ordering::Acquire))
+                >= BACKFILL_LIMIT.as_millis() as u64
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Waits until [`Rendition::is_filled`], at most `timeout`; returns whether it is.
@@ -405,6 +419,9 @@ impl Rendition {
 
     /// Sets [`Rendition::is_filled`] and wakes waiters.
     pub fn set_filled(&self, filled: bool) {
+        if !filled {
+            self.unfilled_at_ms.store(self.now_ms(), Ordering::Release);
+        }
         self.filled.store(filled, Ordering::Release);
         self.tx.send_modify(|v| *v = v.wrapping_add(1));
     }

@@ -136,3 +136,21 @@ fn windows_reserve_their_bytes_from_the_hub_budget() {
     hub.remove("a");
     hub.open("c", "source").unwrap();
 }
+
+#[tokio::test]
+async fn a_rendition_not_filled_counts_as_filled_after_the_backfill_limit() {
+    let r = skyrelay_common::hub::Rendition::standalone("c", "source", WindowConfig::default());
+    assert!(r.is_filled(), "filled unless a writer says otherwise");
+    r.set_filled(false);
+    assert!(!r.is_filled());
+    assert!(!r.wait_filled(Duration::from_millis(50)).await);
+    // Nothing marks it filled: past the limit it counts as filled anyway.
+    let deadline = Instant::now() + skyrelay_common::hub::BACKFILL_LIMIT + Duration::from_secs(5);
+    while !r.is_filled() {
+        assert!(Instant::now() < deadline, "still not filled past the limit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.set_filled(false);
+    r.set_filled(true);
+    assert!(r.is_filled());
+}

@@ -113,6 +113,7 @@ pub async fn fetch_on(
 }
 
 /// Removes HTTP/1.1 chunked framing from a body fed piece by piece.
+#[derive(Default)]
 struct Dechunk {
     chunked: bool,
     /// Bytes left of the current chunk's data; `None` while reading a size line.
@@ -121,12 +122,6 @@ struct Dechunk {
     /// CR LF after a chunk's data still to skip.
     skip: usize,
     body: Vec<u8>,
-}
-
-impl Default for Dechunk {
-    fn default() -> Self {
-        Dechunk { chunked: false, left: None, size_line: Vec::new(), skip: 0, body: Vec::new() }
-    }
 }
 
 impl Dechunk {
