@@ -180,7 +180,8 @@ pub struct EdgeVodConfig {
     /// Bytes of recording files (segments, init segments, playlists) kept in memory.
     pub cache_bytes: u64,
     /// Seconds a recording's catalog entry (and the origin list) is remembered; a deletion
-    /// or a channel turned private takes at most this long to reach the edge.
+    /// takes at most this long to reach the edge (a channel turned private: see
+    /// [`crate::policy`]).
     pub catalog_cache_seconds: u64,
     /// Longest fetch of one file from an origin, in milliseconds.
     pub fetch_timeout_ms: u64,

@@ -2,7 +2,9 @@
 //! from an upstream relay (an origin, or a shield edge of its region).
 //!
 //! Layout:
-//! - [`access`]: playback-token checks for private channels.
+//! - [`access`]: playback-token checks for private channels; [`policy`]: each channel's
+//!   private flag as the control plane last said (refreshed every 10 s, kept through an
+//!   outage).
 //! - [`config`]: the typed edge configuration.
 //! - [`upstream`]: [`upstream::UpstreamSource`], the delivery hook that subscribes to a
 //!   channel upstream on its first request (coalesced per channel, misses remembered
@@ -25,6 +27,7 @@ pub mod access;
 pub mod config;
 pub mod node;
 pub mod outcome;
+pub mod policy;
 pub mod upstream;
 pub mod vod;
 pub mod vod_origin;

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::outcome::CacheOutcome;
+use crate::policy::{ChannelPolicies, POLICY_TTL};
 
 /// The rendition an edge subscribes to for a channel.
 pub const SOURCE_RENDITION: &str = "source";
@@ -155,7 +156,7 @@ pub struct UpstreamSource {
     subscriptions: Cache<String, Arc<Carried>>,
     missing: Cache<String, ()>,
     /// Whether a channel is private, as the control plane last said.
-    private: Cache<String, bool>,
+    private: ChannelPolicies,
     metrics: UpstreamMetrics,
 }
 
@@ -182,19 +183,18 @@ impl UpstreamSource {
             .max_capacity(max_channels.max(1024) as u64)
             .time_to_live(negative_ttl.max(Duration::from_millis(1)))
             .build();
-        let private = Cache::builder().max_capacity(max_channels.max(1024) as u64).build();
+        let private = ChannelPolicies::new(max_channels.max(1024) as u64, POLICY_TTL);
         UpstreamSource { upstream, hub, subscriptions, missing, private, metrics }
     }
 
     /// Whether the control plane says `channel` is private; asks it when not known yet.
     pub async fn is_private(&self, channel: &str) -> Result<bool, String> {
         let Upstream::ControlPlane(routed) = &self.upstream else { return Ok(false) };
-        if let Some(p) = self.private.get(channel).await {
-            return Ok(p);
-        }
-        let here = routed.cp.where_is(channel, None, Duration::ZERO).await.map_err(|e| e.to_string())?;
-        self.private.insert(channel.to_owned(), here.private).await;
-        Ok(here.private)
+        let ask = || async {
+            let here = routed.cp.where_is(channel, None, Duration::ZERO).await.map_err(|e| e.to_string())?;
+            Ok(here.private)
+        };
+        self.private.private(channel, ask).await
     }
 
     /// Subscribes to `channel` wherever it lives.
@@ -210,7 +210,7 @@ impl UpstreamSource {
                     .where_is(channel, None, Duration::ZERO)
                     .await
                     .map_err(|e| SubscribeError::ControlPlane(e.to_string()))?;
-                self.private.insert(channel.to_owned(), here.private).await;
+                self.private.set(channel, here.private).await;
                 let origin = here.origin.ok_or(SubscribeError::NotLive)?;
                 let relay = origin.relay_addr.clone().ok_or(SubscribeError::NotLive)?;
                 let client =
@@ -321,7 +321,7 @@ async fn follow_origin(
     origin: String,
     mut version: u64,
     subscriptions: Cache<String, Arc<Carried>>,
-    private: Cache<String, bool>,
+    private: ChannelPolicies,
     hub: Arc<Hub>,
 ) {
     let mut backoff = Duration::from_millis(500);
@@ -330,7 +330,7 @@ async fn follow_origin(
             Ok(here) => {
                 backoff = Duration::from_millis(500);
                 version = here.version;
-                private.insert(channel.clone(), here.private).await;
+                private.set(&channel, here.private).await;
                 if let Some(now) = here.origin
                     && now.name != origin
                 {

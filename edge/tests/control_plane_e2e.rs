@@ -159,6 +159,24 @@ async fn streamer_to_viewer_through_the_control_plane() {
     let (status, _) = http_text(&format!("{secret_master}?token=not-a-token")).await;
     assert_eq!(status, 403, "a forged token must be refused");
 
+    // A channel turned private is enforced at the edge that already serves it (within the
+    // policy refresh interval), and public again once turned back.
+    let channel_url = format!("{}/v1/channels/show", cp.base);
+    let (status, body) =
+        http_json("PATCH", &channel_url, Some(&session), Some(json!({"private": true}))).await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("the edge to refuse the now-private channel", Duration::from_secs(30), || async {
+        (http_text(&show_playlist).await.0 == 403).then_some(())
+    })
+    .await;
+    let (status, body) =
+        http_json("PATCH", &channel_url, Some(&session), Some(json!({"private": false}))).await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("the edge to serve the channel publicly again", Duration::from_secs(30), || async {
+        (http_text(&show_playlist).await.0 == 200).then_some(())
+    })
+    .await;
+
     // A revoked key is refused at the next publish.
     let (status, body) =
         http_json("DELETE", &format!("{}/v1/channels/show/stream-key", cp.base), Some(&session), None).await;
