@@ -104,6 +104,11 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
+        if backend == Backend::Sqlite {
+            // Kept in the database file: readers never block the writer (nor it them), so
+            // concurrent reports from nodes wait for each other instead of failing "locked".
+            sqlx::raw_sql("PRAGMA journal_mode=WAL").execute(&pool).await?;
+        }
         Ok(Store { pool, backend })
     }
 
