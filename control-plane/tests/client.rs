@@ -124,11 +124,8 @@ async fn node_client_end_to_end() {
 
 /// Polls `f` until it is true or 10 s pass.
 async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let check = || async { f().await.then_some(()) };
+    skyrelay_testkit::poll_for(what, Duration::from_secs(10), Duration::from_millis(20), check).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

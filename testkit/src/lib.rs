@@ -132,7 +132,16 @@ pub async fn http_text(url: &str) -> (u16, String) {
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_for(what, timeout, Duration::from_millis(100), check).await
+}
+
+/// [`wait_for`] with a chosen poll interval (in-process conditions can be polled often).
+pub async fn poll_for<T, F, Fut>(what: &str, timeout: Duration, interval: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -143,8 +152,13 @@ where
             return v;
         }
         assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(interval).await;
     }
+}
+
+/// Polls a synchronous condition every `interval` until it holds, panicking after `timeout`.
+pub async fn poll_until(what: &str, timeout: Duration, interval: Duration, mut holds: impl FnMut() -> bool) {
+    poll_for(what, timeout, interval, || std::future::ready(holds().then_some(()))).await
 }
 
 /// The parsed parts of a media playlist the tests check.

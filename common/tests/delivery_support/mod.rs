@@ -92,12 +92,9 @@ impl Server {
         value: f64,
         ok: impl Fn(f64) -> bool,
     ) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !ok(self.metric(name, labels)) {
-            assert!(tokio::time::Instant::now() < deadline, "{name} never reached {value}");
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let what = format!("{name} to reach {value}");
+        let holds = || ok(self.metric(name, labels));
+        skyrelay_testkit::poll_until(&what, Duration::from_secs(10), Duration::from_millis(2), holds).await;
     }
 }
 

@@ -210,12 +210,8 @@ pub async fn wait_window<R>(
 }
 
 /// Polls a condition that has no change notification, up to the deadline.
-pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+pub async fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    skyrelay_testkit::poll_until(what, DEADLINE, Duration::from_millis(5), f).await
 }
 
 /// Asserts that two windows hold byte-identical parts for every complete part of `msns`.
