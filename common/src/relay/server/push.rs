@@ -20,8 +20,9 @@ use crate::relay::codec::{
 use crate::relay::io::{self, StreamError};
 use crate::window::{ChunkAt, LiveWindow, PartView};
 
-/// Longest wait of a backfill part for a free in-flight slot before the oldest part in
-/// flight is dropped as for a subscriber that fell behind.
+/// Longest wait of a backfill part (or of the first live part while history is still in
+/// flight) for a free in-flight slot before the oldest part in flight is dropped as for a
+/// subscriber that fell behind.
 const BACKFILL_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// The next stream priority of a connection: newer streams go first.
@@ -70,6 +71,8 @@ fn step(w: &LiveWindow, id: u64, next: Option<Position>, announced: Option<u32>)
 
 struct InFlight {
     pos: Position,
+    /// Part of the history the subscription started with.
+    backfill: bool,
     cancel: oneshot::Sender<ResetCode>,
     task: JoinHandle<()>,
 }
@@ -107,7 +110,10 @@ impl Subscription {
                     }
                     let backfill =
                         backfill_end.is_some_and(|end| (header.msn, header.part) <= (end.msn, end.part));
-                    if backfill && in_flight.len() >= max {
+                    // A live part right after the history waits too, rather than push out
+                    // history parts still on their way.
+                    let oldest_is_backfill = in_flight.front().is_some_and(|f| f.backfill);
+                    if (backfill || oldest_is_backfill) && in_flight.len() >= max {
                         let oldest = in_flight.front_mut().map(|f| &mut f.task);
                         if let Some(task) = oldest {
                             tokio::select! {
@@ -146,7 +152,7 @@ impl Subscription {
                         shared: self.shared.clone(),
                     };
                     let task = tokio::spawn(part.run(cancelled));
-                    in_flight.push_back(InFlight { pos, cancel, task });
+                    in_flight.push_back(InFlight { pos, backfill, cancel, task });
                     last_pushed = Some(pos);
                     ended_sent = false;
                     next = Some(Position { msn: pos.msn, part: pos.part + 1 });
