@@ -73,6 +73,13 @@ impl TestNet {
         // retry the bind (bounded) as a supervisor would.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
         let origin = loop {
+            // Start only once the UDP socket is free: a start that fails at the relay bind
+            // leaves the RTMP listener it had already handed to its ingest task behind, and
+            // every later attempt would then meet that one.
+            if std::net::UdpSocket::bind(relay).is_err() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
             match try_start_origin(rtmp, http, relay, dir.path().join("origin-1")).await {
                 Ok(origin) => break origin,
                 Err(e) if tokio::time::Instant::now() < deadline => {
