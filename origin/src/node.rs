@@ -116,27 +116,8 @@ impl OriginNode {
         });
         let live_reports =
             control_plane.clone().map(|client| LiveReports { client, node: cfg.node_name.clone() });
-        let recorder = if cfg.recording.enabled {
-            Some(Recorder::start(&cfg.recording, &registry).await?)
-        } else {
-            None
-        };
-        let ctx = Arc::new(IngestContext {
-            cfg: cfg.clone(),
-            hub: hub.clone(),
-            auth,
-            publishers,
-            metrics,
-            recorder: recorder.clone(),
-            live_reports,
-        });
-
-        let shutdown = CancellationToken::new();
-        let ingest_shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let ingest_tasks = TaskTracker::new();
-        ingest_tasks.spawn(ingest::serve(rtmp, ctx, ingest_shutdown.clone()));
-
+        // Everything that can fail comes before any task starts, so a failed start leaves
+        // nothing listening.
         let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
             (Some(cert), Some(key)) => Some(
                 skyrelay_common::http_tls::server_config(cert, key)
@@ -148,15 +129,7 @@ impl OriginNode {
             DeliveryConfig { max_connections: cfg.http.max_connections, ..DeliveryConfig::default() };
         let mut delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_origin")
             .map_err(|e| OriginError::Delivery(e.to_string()))?;
-        if let Some(recorder) = &recorder {
-            // Recordings are read back from storage for edges to serve as VOD.
-            delivery = delivery.with_vod(Arc::new(StorageVod::new(recorder.storage(), &registry)?));
-        }
-        let delivery = Arc::new(delivery);
-        let token = shutdown.clone();
-        tasks.spawn(delivery::serve(http, tls, delivery, async move { token.cancelled().await }));
-
-        let relay_addr = match (&cfg.relay.listen, &cfg.relay.cert_dir) {
+        let relay = match (&cfg.relay.listen, &cfg.relay.cert_dir) {
             (Some(addr), Some(dir)) => {
                 let identity = NodeIdentity::load(dir).map_err(|e| {
                     OriginError::Tls(format!(
@@ -178,14 +151,49 @@ impl OriginNode {
                     source,
                 })?;
                 let metrics = RelayServerMetrics::new(&registry, "skyrelay_origin")?;
-                let token = shutdown.clone();
-                tasks.spawn(relay_server::serve(endpoint, hub.clone(), relay_cfg, metrics, async move {
-                    token.cancelled().await
-                }));
-                Some(bound)
+                Some((endpoint, bound, relay_cfg, metrics))
             }
             _ => None,
         };
+        let recorder = if cfg.recording.enabled {
+            let recorder = Recorder::start(&cfg.recording, &registry).await?;
+            // Recordings are read back from storage for edges to serve as VOD.
+            match StorageVod::new(recorder.storage(), &registry) {
+                Ok(vod) => delivery = delivery.with_vod(Arc::new(vod)),
+                Err(e) => {
+                    recorder.stop(Duration::from_secs(cfg.drain_seconds)).await;
+                    return Err(e.into());
+                }
+            }
+            Some(recorder)
+        } else {
+            None
+        };
+        let ctx = Arc::new(IngestContext {
+            cfg: cfg.clone(),
+            hub: hub.clone(),
+            auth,
+            publishers,
+            metrics,
+            recorder: recorder.clone(),
+            live_reports,
+        });
+
+        let shutdown = CancellationToken::new();
+        let ingest_shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let ingest_tasks = TaskTracker::new();
+        ingest_tasks.spawn(ingest::serve(rtmp, ctx, ingest_shutdown.clone()));
+        let delivery = Arc::new(delivery);
+        let token = shutdown.clone();
+        tasks.spawn(delivery::serve(http, tls, delivery, async move { token.cancelled().await }));
+        let relay_addr = relay.map(|(endpoint, bound, relay_cfg, metrics)| {
+            let token = shutdown.clone();
+            tasks.spawn(relay_server::serve(endpoint, hub.clone(), relay_cfg, metrics, async move {
+                token.cancelled().await
+            }));
+            bound
+        });
 
         if let Some(client) = control_plane {
             let cp = &cfg.control_plane;
