@@ -127,6 +127,32 @@ impl EdgeNode {
             upstream_metrics,
         ));
 
+        // Everything that can fail comes before any task starts, so a failed start leaves
+        // nothing listening.
+        let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(skyrelay_common::http_tls::server_config(cert, key).map_err(setup("http tls"))?)
+            }
+            _ => None,
+        };
+        let vod_metrics = VodMetrics::register(&registry).map_err(setup("metrics"))?;
+        let relay = match cfg.relay.listen {
+            Some(addr) => {
+                let relay_cfg = RelayServerConfig::default();
+                let endpoint = relay_server::server_endpoint(addr, &identity, &relay_cfg)
+                    .map_err(|e| EdgeError::Bind { key: "relay.listen", addr, message: e.to_string() })?;
+                let bound = endpoint.local_addr().map_err(|e| EdgeError::Bind {
+                    key: "relay.listen",
+                    addr,
+                    message: e.to_string(),
+                })?;
+                let metrics =
+                    RelayServerMetrics::new(&registry, "skyrelay_edge").map_err(setup("metrics"))?;
+                Some((endpoint, bound, relay_cfg, metrics))
+            }
+            None => None,
+        };
+
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -136,12 +162,6 @@ impl EdgeNode {
             let _ = stop_tx.send(true);
         });
 
-        let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(skyrelay_common::http_tls::server_config(cert, key).map_err(setup("http tls"))?)
-            }
-            _ => None,
-        };
         let mut delivery_cfg = cfg.http.delivery.clone();
         if delivery_cfg.node_name.is_empty() {
             delivery_cfg.node_name = cfg.node_name.clone();
@@ -162,7 +182,6 @@ impl EdgeNode {
             }
             None => None,
         };
-        let vod_metrics = VodMetrics::register(&registry).map_err(setup("metrics"))?;
         let vod = EdgeVod::new(&cfg.vod, control_plane.clone(), access.clone(), vod_metrics);
         let delivery = delivery.with_vod(Arc::new(vod));
         let delivery = match access {
@@ -172,27 +191,14 @@ impl EdgeNode {
         let token = shutdown.clone();
         tasks.spawn(delivery::serve(http, tls, Arc::new(delivery), async move { token.cancelled().await }));
 
-        let relay_addr = match cfg.relay.listen {
-            Some(addr) => {
-                let relay_cfg = RelayServerConfig::default();
-                let endpoint = relay_server::server_endpoint(addr, &identity, &relay_cfg)
-                    .map_err(|e| EdgeError::Bind { key: "relay.listen", addr, message: e.to_string() })?;
-                let bound = endpoint.local_addr().map_err(|e| EdgeError::Bind {
-                    key: "relay.listen",
-                    addr,
-                    message: e.to_string(),
-                })?;
-                let metrics =
-                    RelayServerMetrics::new(&registry, "skyrelay_edge").map_err(setup("metrics"))?;
-                let token = shutdown.clone();
-                let source: Arc<dyn RenditionSource> = source.clone();
-                tasks.spawn(relay_server::serve_source(endpoint, source, relay_cfg, metrics, async move {
-                    token.cancelled().await
-                }));
-                Some(bound)
-            }
-            None => None,
-        };
+        let relay_addr = relay.map(|(endpoint, bound, relay_cfg, metrics)| {
+            let token = shutdown.clone();
+            let source: Arc<dyn RenditionSource> = source.clone();
+            tasks.spawn(relay_server::serve_source(endpoint, source, relay_cfg, metrics, async move {
+                token.cancelled().await
+            }));
+            bound
+        });
 
         tasks.spawn(reap_idle(
             source.clone(),
