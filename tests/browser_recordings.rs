@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use skyrelay_testkit::browser::{DriverResult, artifacts, check_prerequisites, drive};
 use skyrelay_testkit::*;
-use support::{read_json, start_up};
+use support::start_up_with_admin;
 
 const PUBLISHED_S: u32 = 12;
 const MIN_ADVANCE_S: f64 = 4.0;
@@ -25,11 +25,8 @@ const MIN_ADVANCE_S: f64 = 4.0;
 async fn the_management_page_lists_and_plays_a_recording() {
     check_prerequisites();
     let dir = tempfile::tempdir().unwrap();
-    let _up = start_up(dir.path());
-    let info = read_json(&dir.path().join("up.json")).await;
-    let creds = read_json(&dir.path().join("credentials.json")).await;
-    let cp = info["control_plane"].as_str().unwrap().to_string();
-    let password = creds["admin_password"].as_str().unwrap().to_string();
+    let up = start_up_with_admin(dir.path()).await;
+    let (info, cp, password) = (&up.info, up.control_plane.clone(), up.admin_password.clone());
     let recordings_dir = info["recordings_dir"].as_str().expect("up.json names the recordings directory");
     assert!(
         recordings_dir.starts_with(dir.path().canonicalize().unwrap().to_str().unwrap()),

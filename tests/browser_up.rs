@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use skyrelay_testkit::browser::{DriverResult, artifacts, check_prerequisites, drive};
 use skyrelay_testkit::*;
-use support::{read_json, start_up};
+use support::start_up_with_admin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIN_ADVANCE_S: f64 = 5.0;
@@ -89,11 +89,8 @@ async fn wait_for_playlist(edges: &[String], channel: &str, token: Option<&str>)
 async fn browser_manages_and_watches_a_network_started_by_up() {
     check_prerequisites();
     let dir = tempfile::tempdir().unwrap();
-    let _up = start_up(dir.path());
-    let info = read_json(&dir.path().join("up.json")).await;
-    let creds = read_json(&dir.path().join("credentials.json")).await;
-    let cp = info["control_plane"].as_str().unwrap().to_string();
-    let password = creds["admin_password"].as_str().expect("admin_password in credentials.json").to_string();
+    let up = start_up_with_admin(dir.path()).await;
+    let (info, cp, password) = (&up.info, up.control_plane.clone(), up.admin_password.clone());
     let demo = &info["demo"];
     let demo_edge = demo["watch_url"].as_str().unwrap().split("/watch/").next().unwrap().to_string();
 

@@ -8,8 +8,8 @@
 //! whose recording is off in the control plane, published at the same time, is not recorded.
 
 use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,39 +27,10 @@ const ACCESS_KEY: &str = "vod-test-access";
 const SECRET_KEY: &str = "vod-test-secret-0123456789";
 const RECORDED_SECONDS: f64 = 30.0;
 
-fn s3s_fs_binary() -> PathBuf {
-    if run(Command::new("s3s-fs").arg("--version")).0 {
-        return PathBuf::from("s3s-fs");
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_default();
-    let candidate = home.join("bin").join("s3s-fs");
-    assert!(
-        candidate.exists(),
-        "s3s-fs is not installed: `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/test.sh does it)"
-    );
-    candidate
-}
-
 /// s3s-fs serving `dir` on a free loopback port (killed when the guard drops).
 async fn start_s3(dir: &Path) -> (ChildGuard, S3Settings) {
-    std::fs::create_dir_all(dir).unwrap();
     let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(s3s_fs_binary())
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("s3s-fs starts");
-    let guard = ChildGuard(child);
-    wait_for("s3s-fs to listen", Duration::from_secs(10), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-    })
-    .await;
+    let guard = skyrelay_testkit::s3::start_s3s_fs(port, dir, ACCESS_KEY, SECRET_KEY).await;
     let settings = S3Settings {
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         region: "us-east-1".into(),

@@ -145,11 +145,11 @@ async fn a_rendition_not_filled_counts_as_filled_after_the_backfill_limit() {
     assert!(!r.is_filled());
     assert!(!r.wait_filled(Duration::from_millis(50)).await);
     // Nothing marks it filled: past the limit it counts as filled anyway.
-    let deadline = Instant::now() + skyrelay_common::hub::BACKFILL_LIMIT + Duration::from_secs(5);
-    while !r.is_filled() {
-        assert!(Instant::now() < deadline, "still not filled past the limit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let limit = skyrelay_common::hub::BACKFILL_LIMIT + Duration::from_secs(5);
+    skyrelay_testkit::poll_until("filled past the backfill limit", limit, Duration::from_millis(50), || {
+        r.is_filled()
+    })
+    .await;
     r.set_filled(false);
     r.set_filled(true);
     assert!(r.is_filled());

@@ -2,22 +2,11 @@
 //! (segments and `EXT-X-MAP`) carries `token=` so players that resolve relative URIs keep
 //! it. Pure text rewriting.
 
-/// Percent-encodes a query value (unreserved characters pass).
-fn encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use skyrelay_common::delivery::encode_query_value;
 
 /// `playlist` with `?token=…` added to every URI.
 pub fn with_token(playlist: &str, token: &str) -> String {
-    let query = format!("?token={}", encode(token));
+    let query = format!("?token={}", encode_query_value(token));
     let mut out = String::with_capacity(playlist.len() + playlist.lines().count() * query.len());
     for line in playlist.lines() {
         if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"")

@@ -3,6 +3,7 @@
 //! deadlines, and a reading of LL-HLS media playlists.
 
 pub mod browser;
+pub mod s3;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

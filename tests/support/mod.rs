@@ -28,3 +28,23 @@ pub async fn read_json(path: &Path) -> serde_json::Value {
     })
     .await
 }
+
+/// A running `skyrelay up` with what it wrote: `up.json`, the control plane's URL and the
+/// admin password from `credentials.json`.
+pub struct Up {
+    pub process: ChildGuard,
+    pub info: serde_json::Value,
+    pub control_plane: String,
+    pub admin_password: String,
+}
+
+/// Starts `skyrelay up` in `dir` and waits for its `up.json` and `credentials.json`.
+pub async fn start_up_with_admin(dir: &Path) -> Up {
+    let process = start_up(dir);
+    let info = read_json(&dir.join("up.json")).await;
+    let creds = read_json(&dir.join("credentials.json")).await;
+    let control_plane = info["control_plane"].as_str().expect("control_plane in up.json").to_string();
+    let admin_password =
+        creds["admin_password"].as_str().expect("admin_password in credentials.json").to_string();
+    Up { process, info, control_plane, admin_password }
+}

@@ -69,19 +69,6 @@ fn source_error(e: SourceError) -> Resp {
     }
 }
 
-/// Percent-encodes a token for a URI query (unreserved characters pass).
-fn encode_query_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Whether a blocking reload for `msn` (and `part`) can be answered.
 fn reload_satisfied(w: &LiveWindow, msn: u64, part: Option<u32>) -> bool {
     if w.ended() || w.oldest_msn().is_some_and(|o| msn < o) || w.last_complete_msn().is_some_and(|m| m >= msn)
@@ -196,7 +183,7 @@ impl Delivery {
             },
             None => None,
         };
-        let uri_query = token.map(|t| format!("token={}", encode_query_value(&t)));
+        let uri_query = token.map(|t| format!("token={}", super::encode_query_value(&t)));
         let uri_query = uri_query.as_deref();
         let resp = match route {
             Route::Health | Route::Watch { .. } | Route::Web(_) | Route::Vod { .. } => {

@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 pub use body::{BodyError, DeliveryBody};
 pub use metrics::ReloadOutcome;
-pub use routes::{Kind, Query, QueryError, Route, WebFile, parse_path, parse_query};
+pub use routes::{Kind, Query, QueryError, Route, WebFile, encode_query_value, parse_path, parse_query};
 pub use server::serve;
 pub use vod::{VodError, VodObject, VodRequest, VodSource, content_type as vod_content_type};
 

@@ -234,6 +234,19 @@ pub fn parse_query(query: Option<&str>) -> Result<Query<'_>, QueryError> {
     Ok(q)
 }
 
+/// Percent-encodes a token for a URI query (unreserved characters pass).
+pub fn encode_query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,26 +69,21 @@ impl TestNet {
         let (rtmp, http, relay) = (origin.rtmp_addr, origin.http_addr, origin.relay_addr.expect("relay"));
         origin.stop().await;
         // The stopped node's QUIC endpoint releases its UDP socket from a background driver
-        // task shortly after `stop` returns; a restarting process would meet the same, so
-        // retry the bind (bounded) as a supervisor would.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        let origin = loop {
-            // Start only once the UDP socket is free: a start that fails at the relay bind
-            // leaves the RTMP listener it had already handed to its ingest task behind, and
-            // every later attempt would then meet that one.
-            if std::net::UdpSocket::bind(relay).is_err() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-            match try_start_origin(rtmp, http, relay, dir.path().join("origin-1")).await {
-                Ok(origin) => break origin,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "origin restart: addresses not free yet");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("origin restarts on its old addresses: {e}"),
-            }
-        };
+        // task shortly after `stop` returns (a failed start leaves nothing bound), so retry
+        // the start, bounded, as a supervisor would.
+        let cert_dir = dir.path().join("origin-1");
+        let origin = poll_for(
+            "the origin to restart on its old addresses",
+            std::time::Duration::from_secs(15),
+            std::time::Duration::from_millis(100),
+            || async {
+                try_start_origin(rtmp, http, relay, cert_dir.clone())
+                    .await
+                    .map_err(|e| tracing::debug!(error = %e, "origin restart: addresses not free yet"))
+                    .ok()
+            },
+        )
+        .await;
         TestNet { dir, origin, edges }
     }
 

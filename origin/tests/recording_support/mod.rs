@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,26 +16,11 @@ use std::collections::BTreeMap;
 use tempfile::TempDir;
 
 use crate::support::{ChildGuard, origin_config, run, wait_for};
+use skyrelay_testkit::s3::start_s3s_fs;
 
 pub const ACCESS_KEY: &str = "recording-test-access";
 pub const SECRET_KEY: &str = "recording-test-secret-0123456789";
 pub const BUCKET: &str = "recordings";
-
-fn s3s_fs_binary() -> PathBuf {
-    if run(Command::new("s3s-fs").arg("--version")).0 {
-        return PathBuf::from("s3s-fs");
-    }
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .unwrap_or_default();
-    let candidate = home.join("bin").join("s3s-fs");
-    assert!(
-        candidate.exists(),
-        "s3s-fs is not installed: `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/test.sh does it)"
-    );
-    candidate
-}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -64,20 +49,9 @@ impl S3Server {
 
     /// Starts it again on the same port and directory; returns once it accepts connections.
     pub async fn restart(&mut self) {
-        let child = Command::new(s3s_fs_binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts");
-        self.child = Some(ChildGuard(child));
-        let port = self.port;
-        wait_for("s3s-fs to listen", Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-        })
-        .await;
+        self.child = None;
+        let guard = start_s3s_fs(self.port, self.dir.path(), ACCESS_KEY, SECRET_KEY).await;
+        self.child = Some(guard);
     }
 
     pub fn settings(&self) -> S3Settings {
