@@ -49,7 +49,9 @@ async fn the_management_page_lists_and_plays_a_recording() {
 
     let shot = artifacts().join("up-recordings.png");
     let _ = std::fs::remove_file(&shot);
-    let args = ["--url", &cp, "--username", "admin", "--password", &password, "--channel", "demo"];
+    // `--password=` keeps a generated password that starts with `-` from reading as an option.
+    let password_arg = format!("--password={password}");
+    let args = ["--url", &cp, "--username", "admin", &password_arg, "--channel", "demo"];
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.extend(["--seconds".into(), MIN_ADVANCE_S.to_string(), "--screenshot".into()]);
     args.push(shot.display().to_string());

@@ -100,13 +100,14 @@ async fn browser_manages_and_watches_a_network_started_by_up() {
     // The management page: log in, create a private channel, rotate its key.
     let shot = artifacts().join("up-manage.png");
     let _ = std::fs::remove_file(&shot);
+    // `--password=` keeps a generated password that starts with `-` from reading as an option.
+    let password_arg = format!("--password={password}");
     let args = [
         "--url",
         &cp,
         "--username",
         "admin",
-        "--password",
-        &password,
+        &password_arg,
         "--channel",
         PRIVATE,
         "--live-channel",
