@@ -23,3 +23,4 @@ pub mod playlist;
 pub mod relay;
 pub mod telemetry;
 pub mod window;
+pub mod zero_copy;

@@ -80,8 +80,11 @@ impl EdgeNode {
             max_window_bytes: cfg.cache.windows_bytes(),
             ..HubLimits::default()
         };
+        // Zero-copy sends only help plain HTTP: over TLS every byte is encrypted anyway.
+        let zero_copy = cfg.http.delivery.zero_copy && cfg.http.tls_cert.is_none();
         let objects = ObjectCache::new(cfg.cache.objects_bytes(), &registry, "skyrelay_edge")
-            .map_err(setup("metrics"))?;
+            .map_err(setup("metrics"))?
+            .with_zero_copy(zero_copy);
         let hub = Arc::new(Hub::with_limits(window, limits).with_objects(objects));
 
         let http = bind("http.listen", cfg.http.listen).await?;

@@ -40,8 +40,14 @@ async fn ffmpeg_plays_through_the_edge() {
     let (s2, at_origin) = http_get(&format!("http://{}/live/demo/source/{seg}", net.origin.http_addr)).await;
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(at_edge, at_origin, "segment {seg} differs between edge and origin");
+    // A whole segment is sent with sendfile from its memory-file copy; again from the cache.
+    let (s3, again) = http_get(&format!("http://{}/live/demo/source/{seg}", edge.http_addr)).await;
+    assert_eq!((s3, &again), (200, &at_origin), "segment {seg} from the edge's cache");
+    assert!(at_edge.len() >= skyrelay_common::zero_copy::MIN_BACKED, "{seg}: {} bytes", at_edge.len());
 
     let (_, metrics) = http_text(&format!("http://{}/metrics", edge.admin_addr)).await;
+    let zero_copy = metric(&metrics, "skyrelay_edge_http_zero_copy_bytes_total");
+    assert!(zero_copy >= 2.0 * at_edge.len() as f64, "zero-copy bytes {zero_copy}: {metrics}");
     assert_eq!(metric(&metrics, "skyrelay_edge_subscriptions"), 1.0, "{metrics}");
     assert!(metric(&metrics, "skyrelay_edge_upstream_objects_total") > 0.0, "{metrics}");
     net.stop().await;

@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     bytes: [IntCounter; Kind::ALL.len()],
     pub(crate) active: IntGauge,
     reloads: IntCounterVec,
+    /// Body bytes sent with `sendfile` (`crate::zero_copy`).
+    pub(crate) zero_copy_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -68,10 +70,15 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(bytes_vec.clone()))?;
         registry.register(Box::new(active.clone()))?;
+        let zero_copy_bytes = IntCounter::new(
+            format!("{prefix}_http_zero_copy_bytes_total"),
+            "Response bytes sent with sendfile from a cached segment's file copy",
+        )?;
         registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(zero_copy_bytes.clone()))?;
         let bytes = Kind::ALL.map(|k| bytes_vec.with_label_values(&[k.as_str()]));
         let resolved = Arc::new(Kind::ALL.iter().map(|_| Default::default()).collect());
-        Ok(Metrics { requests, resolved, bytes, active, reloads })
+        Ok(Metrics { requests, resolved, bytes, active, reloads, zero_copy_bytes })
     }
 
     pub(crate) fn request(&self, kind: Kind, status: http::StatusCode) {

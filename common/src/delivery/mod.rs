@@ -65,6 +65,10 @@ pub struct DeliveryConfig {
     pub drain_timeout_ms: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub max_http2_streams: u32,
+    /// On plain-HTTP/1.1 connections, send cached whole segments with `sendfile(2)` from a
+    /// shared-memory copy instead of copying them into the socket for every response
+    /// (`crate::zero_copy`). The copy doubles those segments' weight in the cache.
+    pub zero_copy: bool,
     /// Directory holding the player library `hls.min.js` (the `dist` directory of the npm
     /// package `hls.js`), served at `/web/hls.min.js`. A relative path is resolved against
     /// the working directory.
@@ -88,6 +92,7 @@ impl Default for DeliveryConfig {
             tls_handshake_timeout_ms: 10_000,
             drain_timeout_ms: 10_000,
             max_http2_streams: 256,
+            zero_copy: true,
             web_assets_dir: PathBuf::from("web/node_modules/hls.js/dist"),
             node_name: String::new(),
             region: String::new(),

@@ -1,5 +1,6 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 (hyper-util auto), optional TLS, a bounded number
-//! of connections, graceful drain on shutdown.
+//! of connections, graceful drain on shutdown. Plain-TCP connections write through
+//! [`ZeroCopyStream`] (cached segments with `sendfile`) unless `zero_copy` is off.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::Delivery;
+use crate::zero_copy::ZeroCopyStream;
 
 /// Serves `delivery` on `listener` until `shutdown` completes, then stops accepting, lets
 /// open connections finish for up to `drain_timeout_ms`, and closes the rest.
@@ -35,6 +37,7 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshake_timeout = Duration::from_millis(cfg.tls_handshake_timeout_ms);
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
+    let zero_copy = cfg.zero_copy.then(|| delivery.metrics.zero_copy_bytes.clone());
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -60,6 +63,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
+        let zero_copy = zero_copy.clone();
         tasks.spawn(async move {
             let _permit = permit;
             let client = peer.ip();
@@ -67,11 +71,15 @@ pub async fn serve(
                 let delivery = delivery.clone();
                 async move { Ok::<_, Infallible>(delivery.handle(req, client).await) }
             });
-            let result = match acceptor {
-                None => {
+            let result = match (acceptor, zero_copy) {
+                (None, Some(sent)) => {
+                    let io = TokioIo::new(ZeroCopyStream::new(stream, sent));
+                    watcher.watch(builder.serve_connection(io, service).into_owned()).await
+                }
+                (None, None) => {
                     watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
                 }
-                Some(acceptor) => {
+                (Some(acceptor), _) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             watcher

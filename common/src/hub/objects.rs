@@ -21,6 +21,8 @@ use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::zero_copy;
+
 /// An object nobody asked for in this long leaves the cache even when there is room.
 const IDLE: Duration = Duration::from_secs(120);
 
@@ -57,6 +59,8 @@ struct Key {
 /// The byte-weighed cache of whole segments. See the module docs.
 pub struct ObjectCache {
     cache: Cache<Key, Bytes>,
+    /// Give large objects a file copy for zero-copy sends ([`crate::zero_copy`]).
+    zero_copy: bool,
     outcomes: [IntCounter; 3],
     bytes: IntGauge,
 }
@@ -87,11 +91,26 @@ impl ObjectCache {
         let outcomes = ObjectOutcome::ALL.map(|o| requests.with_label_values(&[o.as_str()]));
         let cache = Cache::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|_: &Key, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            // A backed object holds its bytes twice (memory and its file).
+            .weigher(|_: &Key, v: &Bytes| {
+                let copies = if zero_copy::is_backed(v) { 2 } else { 1 };
+                u32::try_from(v.len().saturating_mul(copies)).unwrap_or(u32::MAX)
+            })
             .eviction_policy(EvictionPolicy::lru())
             .time_to_idle(IDLE)
             .build();
-        Ok(ObjectCache { cache, outcomes, bytes })
+        Ok(ObjectCache { cache, zero_copy: false, outcomes, bytes })
+    }
+
+    /// Objects made or fetched from now on get a file copy for zero-copy sends on plain-TCP
+    /// connections (see [`crate::zero_copy`]); they weigh twice their length.
+    pub fn with_zero_copy(mut self, on: bool) -> Self {
+        self.zero_copy = on;
+        self
+    }
+
+    fn keep(&self, bytes: Bytes) -> Bytes {
+        if self.zero_copy { zero_copy::back(bytes) } else { bytes }
     }
 
     fn count(&self, outcome: ObjectOutcome) {
@@ -114,7 +133,7 @@ impl ObjectCache {
         let built = AtomicBool::new(false);
         let make = async {
             built.store(true, Ordering::Relaxed);
-            Ok::<_, std::convert::Infallible>(join(&chunks))
+            Ok::<_, std::convert::Infallible>(self.keep(join(&chunks)))
         };
         let result = self.cache.try_get_with(Key { rendition, msn }, make).await;
         let outcome =
@@ -140,7 +159,7 @@ impl ObjectCache {
         let started = AtomicBool::new(false);
         let make = async {
             started.store(true, Ordering::Relaxed);
-            fetch.await
+            fetch.await.map(|b| self.keep(b))
         };
         let result = self.cache.try_get_with(Key { rendition, msn }, make).await;
         let outcome =

@@ -1,0 +1,311 @@
+//! Zero-copy sends of cached whole segments on plain-TCP connections.
+//!
+//! A whole segment answered to many viewers is a node's largest and most repeated write.
+//! Written from memory, the kernel copies every byte into the socket once per response;
+//! `sendfile(2)` from a file hands the file's pages to TCP instead. This module keeps a
+//! shared-memory file (a memfd) beside selected buffers ([`back`]) and a registry of where
+//! those buffers live in memory. [`ZeroCopyStream`], the plain-TCP stream hyper writes
+//! responses to, looks up each slice it is given: a slice inside a registered buffer goes out
+//! with `sendfile` from the same offset of its file, anything else with `writev`.
+//!
+//! Why this is sound without `unsafe`: a [`Bytes`] never changes while it is alive, and a
+//! registration lives exactly as long as its buffer (the owner unregisters in `Drop`, before
+//! the memory is freed). A slice being written is borrowed from a live `Bytes`, so it either
+//! lies inside a live registration whose file holds the same bytes, or it is not registered.
+//! A lookup that finds nothing only costs the copy. TLS connections always copy (rustls
+//! encrypts in user space), and so do slices shorter than [`MIN_LOOKUP`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{IoSlice, Write};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use prometheus::IntCounter;
+use rustix::net::SendFlags;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Buffers shorter than this are not backed: their copy costs less than the file.
+pub const MIN_BACKED: usize = 64 * 1024;
+/// Slices shorter than this are written without a registry lookup (headers, playlists, the
+/// tail of a partly sent segment, HTTP/2's 16 KB DATA frames: a `sendfile` each would cost
+/// more than their copy).
+pub const MIN_LOOKUP: usize = 32 * 1024;
+/// Most buffers backed at once (one open file each); past it, buffers stay plain.
+pub const MAX_BACKED: usize = 4096;
+
+/// Registered buffers by (start address, registration id): the id keeps two registrations of
+/// one address apart.
+type Registry = BTreeMap<(usize, u64), Region>;
+
+static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(|| RwLock::new(BTreeMap::new()));
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+struct Region {
+    end: usize,
+    file: Arc<File>,
+}
+
+/// Owns a backed buffer; unregisters it when the last [`Bytes`] of it is dropped.
+struct Backed {
+    bytes: Bytes,
+    key: (usize, u64),
+}
+
+impl AsRef<[u8]> for Backed {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Backed {
+    fn drop(&mut self) {
+        let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
+        registry.remove(&self.key);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `bytes`, with a file copy registered for zero-copy sends when it is large enough and the
+/// limit of backed buffers allows; otherwise (or when the file cannot be made) `bytes` as is.
+/// The same memory is not backed twice.
+pub fn back(bytes: Bytes) -> Bytes {
+    if bytes.len() < MIN_BACKED || is_backed(&bytes) {
+        return bytes;
+    }
+    if LIVE.fetch_add(1, Ordering::Relaxed) >= MAX_BACKED {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        return bytes;
+    }
+    let file = match file_copy(&bytes) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, len = bytes.len(), "no zero-copy file for a segment; it is sent by copy");
+            return bytes;
+        }
+    };
+    let start = bytes.as_ptr() as usize;
+    let key = (start, NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let region = Region { end: start + bytes.len(), file };
+    REGISTRY.write().unwrap_or_else(|e| e.into_inner()).insert(key, region);
+    Bytes::from_owner(Backed { bytes, key })
+}
+
+/// Whether `buf` lies entirely inside a backed buffer.
+pub fn is_backed(buf: &[u8]) -> bool {
+    find(buf).is_some()
+}
+
+/// Buffers backed now.
+pub fn backed_count() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn file_copy(bytes: &[u8]) -> std::io::Result<File> {
+    let fd = rustix::fs::memfd_create("skyrelay-segment", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut file = File::from(fd);
+    file.write_all(bytes)?;
+    Ok(file)
+}
+
+/// Where `buf` lies in a backed buffer's file: the file and the offset.
+fn find(buf: &[u8]) -> Option<(Arc<File>, u64)> {
+    let start = buf.as_ptr() as usize;
+    let end = start + buf.len();
+    let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    let (&(region_start, _), region) = registry.range(..=(start, u64::MAX)).next_back()?;
+    (end <= region.end).then(|| (region.file.clone(), (start - region_start) as u64))
+}
+
+fn lookup(buf: &IoSlice<'_>) -> Option<(Arc<File>, u64)> {
+    if buf.len() < MIN_LOOKUP { None } else { find(buf) }
+}
+
+/// A plain-TCP connection whose vectored writes send backed slices with `sendfile`.
+/// `sent` counts the bytes sent that way.
+pub struct ZeroCopyStream {
+    inner: TcpStream,
+    sent: IntCounter,
+}
+
+impl ZeroCopyStream {
+    pub fn new(inner: TcpStream, sent: IntCounter) -> Self {
+        ZeroCopyStream { inner, sent }
+    }
+
+    /// Runs the non-blocking `send` when the socket is writable, until it does not block.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        send: impl Fn(&TcpStream) -> rustix::io::Result<usize>,
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_io(Interest::WRITABLE, || send(&self.inner).map_err(std::io::Error::from)) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+impl AsyncRead for ZeroCopyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ZeroCopyStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    /// Writes a prefix of `bufs`: the first slice with `sendfile` when it is backed, else
+    /// the slices up to the next backed one with `writev`.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
+            return Poll::Ready(Ok(0));
+        };
+        if let Some((file, offset)) = lookup(&bufs[first]) {
+            let len = bufs[first].len();
+            let sent = ready!(self.poll_send(cx, |s| {
+                let mut at = offset;
+                rustix::fs::sendfile(s, &*file, Some(&mut at), len)
+            }))?;
+            self.sent.inc_by(sent as u64);
+            return Poll::Ready(Ok(sent));
+        }
+        let rest = &bufs[first + 1..];
+        match rest.iter().position(|b| lookup(b).is_some()) {
+            // A response head before a backed body: MSG_MORE holds it back to leave in the
+            // same packets as the body's start rather than as a small packet of its own.
+            Some(i) => {
+                let prefix = &bufs[first..first + 1 + i];
+                self.poll_send(cx, |s| {
+                    rustix::net::sendmsg(
+                        s,
+                        prefix,
+                        &mut Default::default(),
+                        SendFlags::MORE | SendFlags::NOSIGNAL,
+                    )
+                })
+            }
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[first..]),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn pattern(len: usize, seed: u8) -> Bytes {
+        (0..len).map(|i| (i % 251) as u8 ^ seed).collect::<Vec<u8>>().into()
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[test]
+    fn small_buffers_stay_plain_and_large_ones_are_registered_until_dropped() {
+        let small = back(pattern(MIN_BACKED - 1, 1));
+        assert!(!is_backed(&small));
+        let large = back(pattern(MIN_BACKED * 2, 2));
+        assert!(is_backed(&large));
+        assert!(is_backed(&large[100..MIN_BACKED]), "a slice inside is found");
+        let again = back(large.clone());
+        assert_eq!(again.as_ptr(), large.as_ptr(), "the same memory is not backed twice");
+        let ptr = large.as_ptr() as usize;
+        drop((large, again));
+        let registry = REGISTRY.read().unwrap();
+        assert!(registry.keys().all(|(start, _)| *start != ptr), "dropping the last reference unregisters");
+    }
+
+    #[tokio::test]
+    async fn backed_slices_arrive_intact_through_sendfile_and_the_rest_through_writev() {
+        let (server, mut client) = pair().await;
+        let sent = IntCounter::new("zc_test_bytes", "test").unwrap();
+        let mut stream = ZeroCopyStream::new(server, sent.clone());
+        let segment = back(pattern(300_000, 7));
+        assert!(is_backed(&segment));
+        let header = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 299000\r\n\r\n");
+        // hyper hands over the head and the body as one vectored write, and after a partial
+        // write, the rest of the body from an offset: start the body at 1,000.
+        let body = segment.slice(1_000..);
+        let expected: Vec<u8> = [header.as_ref(), body.as_ref()].concat();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "received bytes differ from the buffers written");
+        });
+        let mut bufs = [header.clone(), body.clone()];
+        let mut written = 0;
+        while written < header.len() + body.len() {
+            let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+            let n = stream.write_vectored(&slices).await.unwrap();
+            assert!(n > 0);
+            written += n;
+            let mut left = n;
+            for b in &mut bufs {
+                let k = left.min(b.len());
+                bytes::Buf::advance(b, k);
+                left -= k;
+            }
+        }
+        stream.flush().await.unwrap();
+        reader.await.unwrap();
+        assert_eq!(sent.get(), body.len() as u64, "the whole body went out with sendfile, the head did not");
+    }
+
+    #[tokio::test]
+    async fn plain_buffers_are_written_by_copy() {
+        let (server, mut client) = pair().await;
+        let sent = IntCounter::new("zc_test_plain", "test").unwrap();
+        let mut stream = ZeroCopyStream::new(server, sent.clone());
+        let plain = pattern(200_000, 9);
+        let expected = plain.clone();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == expected);
+        });
+        stream.write_all(&plain).await.unwrap();
+        reader.await.unwrap();
+        assert_eq!(sent.get(), 0);
+    }
+}
