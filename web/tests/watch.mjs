@@ -117,8 +117,9 @@ async function watch(browser, consoleLog) {
       prev = { wall: now, currentTime: stats.currentTime };
       if (stats.latency !== null) {
         latencies.push(stats.latency);
-        // Steady: no stall in the last 5 s.
-        if (now - lastStallAt > 5000) steady.push(stats.latency);
+        // Steady: past the first second of playback (hls.js's latency estimate can be off
+        // while its first playlist's timing settles) and no stall in the last 5 s.
+        if (now - first.wall >= 1000 && now - lastStallAt > 5000) steady.push(stats.latency);
       }
       const round = (x) => (typeof x === 'number' ? Math.round(x * 100) / 100 : null);
       timeline.push([round((now - first.wall) / 1000), round(stats.currentTime), round(stats.latency),
