@@ -79,6 +79,23 @@ async fn store_on_sqlite() {
     store.close().await;
 }
 
+/// The SQLite database is in WAL mode (kept in the file: a fresh connection reports it), so
+/// readers and the writer do not block each other.
+#[tokio::test]
+async fn sqlite_store_uses_write_ahead_logging() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::sqlite_url(dir.path());
+    let store = Store::open(&url).await.unwrap();
+    store.create_user("walter", "hash", Role::Streamer, 1).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    conn.close().await.unwrap();
+    store.close().await;
+}
+
 #[tokio::test]
 async fn store_on_postgres() {
     let pg = support::pg::PgCluster::start();
