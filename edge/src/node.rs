@@ -156,15 +156,6 @@ impl EdgeNode {
             None => None,
         };
 
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            token.cancelled().await;
-            let _ = stop_tx.send(true);
-        });
-
         let mut delivery_cfg = cfg.http.delivery.clone();
         if delivery_cfg.node_name.is_empty() {
             delivery_cfg.node_name = cfg.node_name.clone();
@@ -175,6 +166,17 @@ impl EdgeNode {
         let delivery = Delivery::new(hub.clone(), delivery_cfg, &registry, "skyrelay_edge")
             .map_err(setup("http delivery"))?
             .with_source(source.clone());
+
+        // Every fallible step is done: from here on tasks start.
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            token.cancelled().await;
+            let _ = stop_tx.send(true);
+        });
+
         let access: Option<Arc<dyn Access>> = match &control_plane {
             Some(cp) => {
                 let (keys, refresher) = spawn_key_refresher(cp.clone(), stop_rx.clone());
