@@ -236,3 +236,46 @@ async fn relay_fetch_segment_returns_the_whole_segment() {
         upstream.read(|w| w.segment(0)).unwrap().len()
     );
 }
+
+/// A fetch sent with the subscribe (a cold edge asked for a segment) is queued ahead of the
+/// history the fresh subscription asked for: the segment is back while the history's last
+/// segment, the same one, has not arrived in the window yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_fetch_sent_with_the_subscribe_goes_before_the_history() {
+    use skyrelay_common::media::MediaEvent;
+    let pki = pki();
+    let origin = hub();
+    let feed = Feeder::new(&origin, "cold");
+    // Segments of 4 parts of 2 chunks of 48 KiB (384 KiB each), then an open part.
+    let big = |msn: u64, part: u32, index: usize| {
+        let mut b = vec![0u8; 48 * 1024];
+        b[..8].copy_from_slice(&(msn << 16 | u64::from(part) << 8 | index as u64).to_le_bytes());
+        bytes::Bytes::from(b)
+    };
+    for msn in 0..6 {
+        for part in 0..4 {
+            for index in 0..2 {
+                let ev =
+                    MediaEvent::Chunk { msn, part, independent: part == 0, bytes: big(msn, part, index) };
+                feed.r.apply(ev, now_ms()).unwrap();
+            }
+            feed.end_part(msn, part, part == 3);
+        }
+    }
+    feed.chunk(6, 0, 0);
+    let server = TestServer::start(origin.clone(), &pki.server, None);
+    let edge = hub();
+    let (client, _) = client(&pki, server.addr, edge.clone());
+    let want: Vec<u8> =
+        origin.rendition("cold", "source").unwrap().read(|w| w.segment(5)).unwrap().chunks.concat();
+
+    let sub = client.subscribe_fetching("cold", "source", Some(5)).await.unwrap();
+    let got = sub.fetch_segment(5, DEADLINE).await.unwrap();
+    let history_done = sub.rendition().read(|w| w.segment_complete(5));
+    assert_eq!(got.as_ref(), &want[..], "segment 5 bytes");
+    assert!(!history_done, "the fetched segment came after the history it was part of");
+    // The history still arrives whole.
+    assert!(sub.caught_up(DEADLINE).await, "caught up with the upstream");
+    assert_same_parts(&origin.rendition("cold", "source").unwrap(), sub.rendition(), 3..=5);
+    assert_eq!(server.metrics.parts_dropped.get(), 0, "no history part dropped");
+}

@@ -14,7 +14,8 @@
 //!
 //! Run with `scripts/bench-edge.sh`. Environment: RUNS (3), BASE_PORT (29500; uses
 //! BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10), LATENCY_SECONDS (10), CLIENTS (256),
-//! OUT (target/bench-edge).
+//! OUT (target/bench-edge). `ONLY=cold` runs only (3) and prints its figures; with RUST_LOG
+//! set, the origin (this process) and the edge child log to stderr.
 
 #[path = "edge_delivery/client.rs"]
 mod client;
@@ -47,6 +48,9 @@ fn main() {
     let result = if args.get(1).map(String::as_str) == Some("--edge-child") {
         edge_child(&args[2..])
     } else {
+        if std::env::var_os("RUST_LOG").is_some() {
+            skyrelay_common::telemetry::init_logging("info", false);
+        }
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -74,7 +78,13 @@ fn edge_child(args: &[String]) -> Result<(), String> {
     cfg.upstream.addr = procs::local(port(relay)?);
     cfg.upstream.server_name = "origin-1".into();
     cfg.idle_unsubscribe_seconds = 600;
+    if let Ok(w) = std::env::var("WINDOW") {
+        cfg.window_segments = w.parse().unwrap();
+    }
     cfg.drain_seconds = 1;
+    if std::env::var_os("RUST_LOG").is_some() {
+        skyrelay_common::telemetry::init_logging("info", false);
+    }
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let node = EdgeNode::start(cfg).await.map_err(|e| e.to_string())?;
@@ -154,6 +164,16 @@ async fn bench() -> Result<(), String> {
     eprintln!("segment {} bytes, playlist {} bytes", bodies[1], bodies[0]);
 
     let mut results = Vec::new();
+    if std::env::var("ONLY").as_deref() == Ok("cold") {
+        for run in 0..runs {
+            let c = scenarios::cold(&origin.hub, run, ports, clients).await?;
+            eprintln!(
+                "cold: origin {:.2} ms, edge single {:.2} ms, burst p50 {:.1} p99 {:.1}",
+                c.origin_ttfb, c.edge_single, c.edge.p50, c.edge.p99
+            );
+        }
+        return Ok(());
+    }
     for run in 0..runs {
         eprintln!("run {}/{runs}: latency ({lat_s} s)", run + 1);
         let lat = scenarios::latency(&origin.hub, &format!("live{run}"), ports, lat_s).await?;

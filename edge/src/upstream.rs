@@ -198,10 +198,10 @@ impl UpstreamSource {
     }
 
     /// Subscribes to `channel` wherever it lives.
-    async fn subscribe(&self, channel: &str) -> Result<Carried, SubscribeError> {
+    async fn subscribe(&self, channel: &str, fetch: Option<u64>) -> Result<Carried, SubscribeError> {
         match &self.upstream {
             Upstream::Static(client) => {
-                let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
+                let sub = client.subscribe_fetching(channel, SOURCE_RENDITION, fetch).await?;
                 Ok(Carried { subscription: sub, _client: None, follower: None })
             }
             Upstream::ControlPlane(routed) => {
@@ -215,7 +215,7 @@ impl UpstreamSource {
                 let relay = origin.relay_addr.clone().ok_or(SubscribeError::NotLive)?;
                 let client =
                     routed.client(&relay, &origin.name, &self.hub).map_err(SubscribeError::ControlPlane)?;
-                let sub = client.subscribe(channel, SOURCE_RENDITION).await?;
+                let sub = client.subscribe_fetching(channel, SOURCE_RENDITION, fetch).await?;
                 let follower = tokio::spawn(follow_origin(
                     routed.cp.clone(),
                     channel.to_owned(),
@@ -231,7 +231,9 @@ impl UpstreamSource {
         }
     }
 
-    async fn lookup(&self, channel: &str) -> (CacheOutcome, Result<(), SourceError>) {
+    /// Makes `channel` carried here; `fetch`: a segment of the source rendition to ask for
+    /// with the subscription, when this lookup is the one that subscribes.
+    async fn lookup(&self, channel: &str, fetch: Option<u64>) -> (CacheOutcome, Result<(), SourceError>) {
         if self.missing.contains_key(channel) {
             return (CacheOutcome::NegativeHit, Err(SourceError::NotFound));
         }
@@ -247,7 +249,7 @@ impl UpstreamSource {
             .subscriptions
             .try_get_with(channel.to_owned(), async {
                 initiated.store(true, Ordering::Relaxed);
-                let carried = self.subscribe(channel).await?;
+                let carried = self.subscribe(channel, fetch).await?;
                 self.metrics.subscriptions.inc();
                 info!(%channel, "subscribed upstream");
                 Ok::<_, SubscribeError>(Arc::new(carried))
@@ -351,12 +353,17 @@ async fn follow_origin(
 
 impl ChannelSource for UpstreamSource {
     fn ensure<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), SourceError>> {
-        Box::pin(async move {
-            let (outcome, result) = self.lookup(channel).await;
-            self.metrics.count(outcome);
-            debug!(%channel, outcome = outcome.as_str(), "channel lookup");
-            result
-        })
+        Box::pin(self.ensure_fetching(channel, None))
+    }
+
+    fn ensure_for_segment<'a>(
+        &'a self,
+        channel: &'a str,
+        rendition: &'a str,
+        msn: u64,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
+        let fetch = (rendition == SOURCE_RENDITION).then_some(msn);
+        Box::pin(self.ensure_fetching(channel, fetch))
     }
 
     fn fetch_segment<'a>(
@@ -374,11 +381,26 @@ impl ChannelSource for UpstreamSource {
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl UpstreamSource {
+    async fn ensure_fetching(&self, channel: &str, fetch: Option<u64>) -> Result<(), SourceError> {
+        let (outcome, result) = self.lookup(channel, fetch).await;
+        self.metrics.count(outcome);
+        debug!(%channel, outcome = outcome.as_str(), "channel lookup");
+        result
+    }
+
     async fn fetch(&self, channel: &str, rendition: &str, msn: u64) -> Result<Bytes, SourceError> {
         if rendition != SOURCE_RENDITION {
             return Err(SourceError::NotFound);
         }
-        let carried = self.subscriptions.get(channel).await.ok_or(SourceError::NotFound)?;
+        let carried = match self.subscriptions.get(channel).await {
+            Some(c) => c,
+            // The relay client opens the rendition in the hub before the upstream accepts,
+            // so a request can get here while the subscription is still being made: join it.
+            None => {
+                self.ensure_fetching(channel, None).await?;
+                self.subscriptions.get(channel).await.ok_or(SourceError::NotFound)?
+            }
+        };
         match carried.subscription.fetch_segment(msn, FETCH_TIMEOUT).await {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.code() == Some(ErrorCode::NotFound) => Err(SourceError::NotFound),

@@ -201,10 +201,12 @@ impl Delivery {
                 },
                 Err(resp) => resp,
             },
-            Route::Segment { channel, rendition, msn } => match self.lookup(channel, rendition).await {
-                Ok(r) => self.segment(&r, msn).await,
-                Err(resp) => resp,
-            },
+            Route::Segment { channel, rendition, msn } => {
+                match self.lookup_for(channel, rendition, Some(msn)).await {
+                    Ok(r) => self.segment(&r, msn).await,
+                    Err(resp) => resp,
+                }
+            }
             Route::Part { channel, rendition, msn, part } => match self.lookup(channel, rendition).await {
                 Ok(r) => self.part(r, msn, part).await,
                 Err(resp) => resp,
@@ -215,14 +217,27 @@ impl Delivery {
 
     /// The rendition, asking the channel source first when the hub lacks the channel.
     async fn lookup(&self, channel: &str, rendition: &str) -> Result<Arc<Rendition>, Resp> {
+        self.lookup_for(channel, rendition, None).await
+    }
+
+    /// [`lookup`](Self::lookup) for a request of `segment`, if any (see
+    /// [`ChannelSource::ensure_for_segment`]).
+    async fn lookup_for(
+        &self,
+        channel: &str,
+        rendition: &str,
+        segment: Option<u64>,
+    ) -> Result<Arc<Rendition>, Resp> {
         if let Some(r) = self.hub.rendition(channel, rendition) {
             r.touch();
             return Ok(r);
         }
         match &self.source {
-            Some(source) if !self.hub.contains(channel) => {
-                source.ensure(channel).await.map_err(source_error)?
+            Some(source) if !self.hub.contains(channel) => match segment {
+                Some(msn) => source.ensure_for_segment(channel, rendition, msn).await,
+                None => source.ensure(channel).await,
             }
+            .map_err(source_error)?,
             _ => return Err(text(StatusCode::NOT_FOUND, "unknown channel or rendition")),
         }
         let r = self.hub.rendition(channel, rendition);

@@ -142,6 +142,18 @@ pub enum SourceError {
 pub trait ChannelSource: Send + Sync + 'static {
     fn ensure<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), SourceError>>;
 
+    /// [`ensure`](Self::ensure) for a request of segment `msn` of `rendition`: a source
+    /// that subscribes may ask for the segment in the same flight, so that it arrives ahead
+    /// of the channel's history (then taken with [`fetch_segment`](Self::fetch_segment)).
+    fn ensure_for_segment<'a>(
+        &'a self,
+        channel: &'a str,
+        _rendition: &'a str,
+        _msn: u64,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
+        self.ensure(channel)
+    }
+
     /// Complete segment `msn` of a channel the source carries, fetched upstream as one
     /// buffer without waiting for the window (an edge backfilling a fresh subscription, or
     /// a segment older than its window). `NotFound` when the upstream does not hold it.

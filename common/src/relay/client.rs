@@ -127,10 +127,27 @@ pub(crate) struct Accepted {
 }
 
 pub(crate) enum Command {
-    Subscribe { channel: String, rendition: String, reply: oneshot::Sender<Result<Accepted, RelayError>> },
-    Unsubscribe { id: u64 },
-    Fetch { subscription: u64, msn: u64, reply: oneshot::Sender<Result<Bytes, RelayError>> },
+    Subscribe {
+        channel: String,
+        rendition: String,
+        reply: oneshot::Sender<Result<Accepted, RelayError>>,
+        /// A fetch sent right behind the subscribe (see [`RelayClient::subscribe_fetching`]).
+        fetch: Option<(u64, FetchReply)>,
+    },
+    Unsubscribe {
+        id: u64,
+    },
+    Fetch {
+        subscription: u64,
+        msn: u64,
+        reply: FetchReply,
+    },
 }
+
+pub(crate) type FetchReply = oneshot::Sender<Result<Bytes, RelayError>>;
+
+/// A fetch sent with a subscribe: its segment and where its answer arrives.
+type Prefetch = (u64, oneshot::Receiver<Result<Bytes, RelayError>>);
 
 /// A connection to one upstream, shared by its subscriptions. Dropping it stops the driver,
 /// which closes the connection (its subscriptions end; what they applied stays in the hub).
@@ -158,7 +175,7 @@ impl RelayClient {
         } else {
             SocketAddr::from(([0u16; 8], 0))
         };
-        let endpoint = Endpoint::client(bind).map_err(RelayError::Bind)?;
+        let endpoint = super::socket::endpoint(bind, None).map_err(RelayError::Bind)?;
         Ok(Self::with_endpoint(endpoint, cc, cfg, hub, metrics))
     }
 
@@ -189,8 +206,29 @@ impl RelayClient {
     /// Subscribes to `rendition` of `channel`. Returns once the upstream accepted
     /// (parts then flow into the local hub's rendition) or refused.
     pub async fn subscribe(&self, channel: &str, rendition: &str) -> Result<Subscription, RelayError> {
+        self.subscribe_fetching(channel, rendition, None).await
+    }
+
+    /// [`subscribe`](Self::subscribe), and when `fetch` names a segment, a fetch of it sent in
+    /// the same flight as the subscribe: the upstream then queues the segment ahead of the
+    /// history it pushes, instead of behind what it pushed in the round trip before a later
+    /// fetch arrives (a cold edge asked for a segment). The segment is then taken with
+    /// [`Subscription::fetch_segment`].
+    pub async fn subscribe_fetching(
+        &self,
+        channel: &str,
+        rendition: &str,
+        fetch: Option<u64>,
+    ) -> Result<Subscription, RelayError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::Subscribe { channel: channel.into(), rendition: rendition.into(), reply };
+        let (fetch, prefetch) = match fetch {
+            Some(msn) => {
+                let (tx, rx) = oneshot::channel();
+                (Some((msn, tx)), Some((msn, rx)))
+            }
+            None => (None, None),
+        };
+        let cmd = Command::Subscribe { channel: channel.into(), rendition: rendition.into(), reply, fetch };
         self.cmd.send(cmd).await.map_err(|_| RelayError::Stopped)?;
         let Accepted { id, local, active, latest } =
             match tokio::time::timeout(self.request_timeout, rx).await {
@@ -198,7 +236,8 @@ impl RelayClient {
                 Ok(Err(_)) => return Err(RelayError::Stopped),
                 Err(_) => return Err(RelayError::Timeout),
             };
-        Ok(Subscription { id, local, active, latest, cmd: self.cmd.clone() })
+        let prefetch = std::sync::Mutex::new(prefetch);
+        Ok(Subscription { id, local, active, latest, prefetch, cmd: self.cmd.clone() })
     }
 }
 
@@ -209,6 +248,8 @@ pub struct Subscription {
     local: Arc<Rendition>,
     active: Arc<AtomicBool>,
     latest: Option<Position>,
+    /// The answer to a fetch sent with the subscribe, until taken.
+    prefetch: std::sync::Mutex<Option<Prefetch>>,
     cmd: mpsc::Sender<Command>,
 }
 
@@ -249,6 +290,25 @@ impl Subscription {
     /// does not hold (older than it, or not arrived yet while the history is backfilled).
     /// The upstream waits (bounded) for a segment it is still writing.
     pub async fn fetch_segment(&self, msn: u64, timeout: Duration) -> Result<Bytes, RelayError> {
+        let prefetched = {
+            let mut slot = self.prefetch.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.take() {
+                Some((m, rx)) if m == msn => Some(rx),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        if let Some(rx) = prefetched {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(bytes))) => return Ok(bytes),
+                Ok(Ok(Err(e))) if e.code() == Some(ErrorCode::NotFound) => return Err(e),
+                Err(_) => return Err(RelayError::Timeout),
+                // Lost with a connection, or refused for another reason: ask again.
+                Ok(_) => {}
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Fetch { subscription: self.id, msn, reply };
         self.cmd.send(cmd).await.map_err(|_| RelayError::Stopped)?;

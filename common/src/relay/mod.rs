@@ -8,6 +8,7 @@
 //! - [`client`]: subscribes upstream and applies what it receives to a hub.
 //! - [`metrics`]: Prometheus metrics of both sides.
 //! - `io`: reading and writing frames on quinn streams.
+//! - [`socket`]: the UDP socket under both sides, with large kernel buffers.
 
 pub mod assembler;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod codec;
 mod io;
 pub mod metrics;
 pub mod server;
+pub mod socket;
 pub mod tls;
 
 pub use io::StreamError;

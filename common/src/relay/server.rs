@@ -7,6 +7,7 @@
 //! Renditions come from a [`RenditionSource`] (a [`Hub`], or a wrapper that subscribes
 //! upstream on demand).
 
+mod gate;
 mod push;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use quinn::{Connection, Endpoint, VarInt};
 use tokio::sync::{Semaphore, mpsc};
@@ -100,7 +102,7 @@ pub fn server_endpoint(
 ) -> Result<Endpoint, ServerError> {
     let mut sc = tls::server_config(id)?;
     sc.transport_config(Arc::new(cfg.transport()));
-    Endpoint::server(sc, addr).map_err(|source| ServerError::Bind { addr, source })
+    super::socket::endpoint(addr, Some(sc)).map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Where a relay server finds the rendition a subscriber asks for. A [`Hub`] answers from
@@ -216,6 +218,10 @@ struct ConnTask {
     subs: HashMap<u64, (AbortHandle, Arc<Rendition>)>,
     tasks: JoinSet<u64>,
     fetches: Arc<Semaphore>,
+    /// Fresh subscriptions' history waits on it (see [`gate`]).
+    gate: Arc<gate::HistoryGate>,
+    /// Held from a subscribe until the control messages that came with it are handled.
+    flight: Option<gate::GateHold>,
 }
 
 impl ConnTask {
@@ -228,6 +234,8 @@ impl ConnTask {
             subs: HashMap::new(),
             tasks: JoinSet::new(),
             fetches,
+            gate: gate::HistoryGate::new(),
+            flight: None,
         }
     }
 
@@ -236,6 +244,8 @@ impl ConnTask {
             Ok(s) => s,
             Err(e) => return Err(StreamError::Read(quinn::ReadError::ConnectionLost(e))),
         };
+        // Control messages (subscribe-ok, gaps, errors) go before any media.
+        let _ = send.set_priority(i32::MAX);
         let (ctl, mut ctl_rx) = mpsc::channel::<ControlMessage>(self.shared.cfg.control_queue.max(1));
         let writer = tokio::spawn(async move {
             while let Some(m) = ctl_rx.recv().await {
@@ -246,6 +256,21 @@ impl ConnTask {
         });
         let mut buf = BytesMut::new();
         let result = loop {
+            if self.flight.is_some() {
+                // What arrived in the same flight as a subscribe (a fetch) goes before its
+                // history: handle it now, then open the gate.
+                match io::read_control(&mut recv, &mut buf).now_or_never() {
+                    Some(Ok(Some(m))) => {
+                        if let Err(e) = self.dispatch(m, &ctl).await {
+                            break Err(e);
+                        }
+                        continue;
+                    }
+                    Some(Ok(None)) => break Ok(()),
+                    Some(Err(e)) => break Err(e),
+                    None => self.flight = None,
+                }
+            }
             tokio::select! {
                 msg = io::read_control(&mut recv, &mut buf) => match msg {
                     Ok(Some(m)) => if let Err(e) = self.dispatch(m, &ctl).await { break Err(e) },
@@ -301,6 +326,7 @@ impl ConnTask {
                 }
             }
             ControlMessage::Fetch { id, subscription, msn } => {
+                debug!(id, subscription, msn, "fetch received");
                 let Some((_, rendition)) = self.subs.get(&subscription) else {
                     let _ = ctl.send(error(id, ErrorCode::BadRequest, "unknown subscription")).await;
                     return Ok(());
@@ -310,12 +336,13 @@ impl ConnTask {
                     return Ok(());
                 };
                 let fetch = push::Fetch {
+                    hold: Some(self.gate.hold()),
                     conn: self.conn.clone(),
                     rendition: rendition.clone(),
                     request: id,
                     subscription,
                     msn,
-                    prio: push::priority(&self.prio),
+                    prio: push::priority(&self.prio, push::Class::Fetch),
                     ctl: ctl.clone(),
                     shared: self.shared.clone(),
                 };
@@ -367,7 +394,11 @@ impl ConnTask {
         if ctl.send(ok).await.is_err() {
             return;
         }
+        if self.flight.is_none() {
+            self.flight = Some(self.gate.hold());
+        }
         let sub = push::Subscription {
+            gate: self.gate.clone(),
             conn: self.conn.clone(),
             rendition: rendition.clone(),
             id,

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use quinn::{Connection, Endpoint, SendStream, VarInt};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::streams::{self, Event};
-use super::{Accepted, Command, RelayClientConfig, RelayError};
+use super::{Accepted, Command, FetchReply, RelayClientConfig, RelayError};
 use crate::hub::{Hub, Rendition};
 use crate::media::MediaEvent;
 use crate::relay::assembler::{Action, Assembler};
@@ -32,7 +32,7 @@ const MAX_DETACHED: usize = 16;
 
 /// A fetch whose segment goes back to the caller instead of into the window.
 struct Detached {
-    reply: oneshot::Sender<Result<Bytes, RelayError>>,
+    reply: FetchReply,
     bytes: BytesMut,
     failed: bool,
 }
@@ -218,6 +218,8 @@ impl Driver {
     /// was received (the connection worked).
     async fn session(&mut self, conn: Connection) -> bool {
         let Ok((mut send, mut recv)) = conn.open_bi().await else { return false };
+        // Control messages (subscribe, fetch) go before any media.
+        let _ = send.set_priority(i32::MAX);
         self.connected.store(true, Ordering::Relaxed);
         info!(upstream = %self.cfg.upstream, "relay connected");
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
@@ -303,7 +305,7 @@ impl Driver {
 
     async fn command(&mut self, c: Command, send: Option<&mut SendStream>) -> Result<(), Broken> {
         match c {
-            Command::Subscribe { channel, rendition, reply } => {
+            Command::Subscribe { channel, rendition, reply, fetch } => {
                 let local = match self.hub.open(&channel, &rendition) {
                     Ok(r) => r,
                     Err(e) => {
@@ -333,6 +335,13 @@ impl Driver {
                 self.metrics.subscriptions.inc();
                 if let Some(send) = send {
                     self.send_subscribe(send, id).await?;
+                    // Without a connection (or over the fetch limit) the reply drops: the
+                    // caller fetches later.
+                    if let Some((msn, reply)) = fetch
+                        && self.detached.len() < MAX_DETACHED
+                    {
+                        self.send_fetch(send, id, msn, reply).await?;
+                    }
                 }
             }
             Command::Fetch { subscription, msn, reply } => {
@@ -344,10 +353,7 @@ impl Driver {
                     let _ = reply.send(Err(RelayError::Fetch("no such subscription, or too many fetches")));
                     return Ok(());
                 }
-                let id = self.next_id;
-                self.next_id += 1;
-                self.detached.insert(id, Detached { reply, bytes: BytesMut::new(), failed: false });
-                io::write_control(send, &ControlMessage::Fetch { id, subscription, msn }).await?;
+                self.send_fetch(send, subscription, msn, reply).await?;
             }
             Command::Unsubscribe { id } => {
                 if self.subs.remove(&id).is_some() {
@@ -361,11 +367,28 @@ impl Driver {
         Ok(())
     }
 
+    /// Sends a fetch whose segment goes back to `reply` (a detached fetch).
+    async fn send_fetch(
+        &mut self,
+        send: &mut SendStream,
+        subscription: u64,
+        msn: u64,
+        reply: FetchReply,
+    ) -> Result<(), Broken> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.detached.insert(id, Detached { reply, bytes: BytesMut::new(), failed: false });
+        debug!(id, subscription, msn, "fetch sent");
+        io::write_control(send, &ControlMessage::Fetch { id, subscription, msn }).await?;
+        Ok(())
+    }
+
     async fn control(&mut self, m: ControlMessage, send: &mut SendStream) -> Result<(), Broken> {
         let mut out = Vec::new();
         match m {
             ControlMessage::SubscribeOk { id, init, start_msn, latest, target_duration, part_target } => {
                 let Some(sub) = self.subs.get_mut(&id) else { return Ok(()) };
+                debug!(id, start_msn, "subscribe-ok");
                 if let Some(init) = init {
                     sub.asm.on_init(init, &mut out);
                 }
@@ -484,6 +507,7 @@ impl Driver {
             Event::FetchDone { request, ok } if self.detached.contains_key(&request) => {
                 self.detached_streams.retain(|_, r| *r != request);
                 if let Some(d) = self.detached.remove(&request) {
+                    debug!(request, ok, bytes = d.bytes.len(), "fetch done");
                     let result = match (ok, d.failed) {
                         (true, false) => Ok(d.bytes.freeze()),
                         (_, true) => Err(RelayError::Fetch("segment larger than a fetch may be")),

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use super::Shared;
+use super::gate::{GateHold, HistoryGate};
 use crate::hub::Rendition;
 use crate::relay::codec::{
     ControlMessage, ErrorCode, FetchHeader, InitSegment, PartHeader, PartTrailer, Position, ResetCode,
@@ -25,10 +26,33 @@ use crate::window::{ChunkAt, LiveWindow, PartView};
 /// subscriber that fell behind.
 const BACKFILL_SLOT_WAIT: Duration = Duration::from_secs(2);
 
-/// The next stream priority of a connection: newer streams go first.
-pub(super) fn priority(counter: &AtomicU64) -> i32 {
-    let n = counter.fetch_add(1, Ordering::Relaxed);
-    i32::try_from(n % i32::MAX as u64).unwrap_or(i32::MAX)
+/// Longest wait of a history part for fetches of the same connection to be queued.
+const HISTORY_GATE_WAIT: Duration = Duration::from_secs(1);
+
+/// What a stream carries, for its send priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    /// A live part: above everything, newer ones first.
+    Live,
+    /// A fetched segment: a viewer (or a gap) waits for it now.
+    Fetch,
+    /// A part of the history a fresh subscriber asked for: only when nothing else waits,
+    /// so it never delays a fetch or the live edge.
+    History,
+}
+
+/// Priority steps per class before the order wraps (once every 2^30 streams).
+const SPAN: u64 = 1 << 30;
+
+/// The send priority of a connection's next stream of class `class` (quinn sends higher
+/// first): live parts (newer first) above fetches above history (newer first).
+pub(super) fn priority(counter: &AtomicU64, class: Class) -> i32 {
+    let n = (counter.fetch_add(1, Ordering::Relaxed) % SPAN) as i32;
+    match class {
+        Class::Live => 1 + n,
+        Class::Fetch => 0,
+        Class::History => n - SPAN as i32 - 1,
+    }
 }
 
 /// What a subscription does next, decided under the window lock.
@@ -79,6 +103,8 @@ struct InFlight {
 
 /// One subscription on one connection.
 pub(super) struct Subscription {
+    /// History waits on it (fetches first).
+    pub(super) gate: Arc<HistoryGate>,
     pub(super) conn: Connection,
     pub(super) rendition: Arc<Rendition>,
     pub(super) id: u64,
@@ -110,6 +136,9 @@ impl Subscription {
                     }
                     let backfill =
                         backfill_end.is_some_and(|end| (header.msn, header.part) <= (end.msn, end.part));
+                    if backfill {
+                        self.gate.open(HISTORY_GATE_WAIT).await;
+                    }
                     // A live part right after the history waits too, rather than push out
                     // history parts still on their way.
                     let oldest_is_backfill = in_flight.front().is_some_and(|f| f.backfill);
@@ -148,7 +177,7 @@ impl Subscription {
                         conn: self.conn.clone(),
                         rendition: self.rendition.clone(),
                         header,
-                        prio: priority(&self.prio),
+                        prio: priority(&self.prio, if backfill { Class::History } else { Class::Live }),
                         shared: self.shared.clone(),
                     };
                     let task = tokio::spawn(part.run(cancelled));
@@ -282,6 +311,9 @@ fn trailer(w: &LiveWindow, msn: u64, part: u32) -> Option<PartTrailer> {
 
 /// One fetch request.
 pub(super) struct Fetch {
+    /// Holds the connection's history until this fetch is queued (released at once when
+    /// the segment is not complete yet).
+    pub(super) hold: Option<GateHold>,
     pub(super) conn: Connection,
     pub(super) rendition: Arc<Rendition>,
     pub(super) request: u64,
@@ -293,8 +325,12 @@ pub(super) struct Fetch {
 }
 
 impl Fetch {
-    pub(super) async fn run(self) {
+    pub(super) async fn run(mut self) {
         let msn = self.msn;
+        if !self.rendition.read(|w| w.segment_complete(msn)) {
+            // Waiting for a segment still being written must not hold the history back.
+            self.hold = None;
+        }
         let deadline = tokio::time::Instant::now() + self.shared.cfg.fetch_wait;
         let found = self
             .rendition
@@ -327,6 +363,7 @@ impl Fetch {
         let _ = send.set_priority(self.prio);
         match self.write(&mut send, parts).await {
             Ok(()) => {
+                debug!(request = self.request, msn, "fetch queued");
                 let _ = send.finish();
             }
             Err(_) => {
@@ -358,5 +395,24 @@ impl Fetch {
         }
         self.shared.metrics.bytes_sent.inc_by(n as u64);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_parts_go_before_fetches_before_history() {
+        let counter = AtomicU64::new(1);
+        let history_old = priority(&counter, Class::History);
+        let live_old = priority(&counter, Class::Live);
+        let fetch = priority(&counter, Class::Fetch);
+        let history_new = priority(&counter, Class::History);
+        let live_new = priority(&counter, Class::Live);
+        assert!(live_new > live_old, "newer live parts first");
+        assert!(live_old > fetch, "live before fetches");
+        assert!(fetch > history_new, "fetches before history");
+        assert!(history_new > history_old, "newer history first, as for live parts");
     }
 }
