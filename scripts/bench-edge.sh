@@ -14,7 +14,8 @@
 #   RUNS=5 WRK_SECONDS=15 ./scripts/bench-edge.sh
 #
 # Environment: RUNS (3), BASE_PORT (29500; uses BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10),
-# LATENCY_SECONDS (10), CLIENTS (256), OUT (target/bench-edge).
+# LATENCY_SECONDS (10), CLIENTS (256), OUT (target/bench-edge); ONLY=cold runs only (3) and prints
+# its figures per run (RUST_LOG=skyrelay_common::relay=debug adds the relay timeline).
 # Installs nginx and wrk from Debian when missing. Everything it starts is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -162,20 +162,20 @@ async fn streamer_to_viewer_through_the_control_plane() {
     // A channel turned private is enforced at the edge that already serves it (within the
     // policy refresh interval), and public again once turned back.
     let channel_url = format!("{}/v1/channels/show", cp.base);
-    let (status, body) =
-        http_json("PATCH", &channel_url, Some(&session), Some(json!({"private": true}))).await;
-    assert_eq!(status, 200, "{body}");
-    wait_for("the edge to refuse the now-private channel", Duration::from_secs(30), || async {
-        (http_text(&show_playlist).await.0 == 403).then_some(())
-    })
-    .await;
-    let (status, body) =
-        http_json("PATCH", &channel_url, Some(&session), Some(json!({"private": false}))).await;
-    assert_eq!(status, 200, "{body}");
-    wait_for("the edge to serve the channel publicly again", Duration::from_secs(30), || async {
-        (http_text(&show_playlist).await.0 == 200).then_some(())
-    })
-    .await;
+    let set_private = |private: bool, expect: u16, what: &'static str| {
+        let (channel_url, session, show_playlist) = (&channel_url, &session, &show_playlist);
+        async move {
+            let patch = json!({ "private": private });
+            let (status, body) = http_json("PATCH", channel_url, Some(session), Some(patch)).await;
+            assert_eq!(status, 200, "{body}");
+            wait_for(what, Duration::from_secs(30), || async {
+                (http_text(show_playlist).await.0 == expect).then_some(())
+            })
+            .await;
+        }
+    };
+    set_private(true, 403, "the edge to refuse the now-private channel").await;
+    set_private(false, 200, "the edge to serve the channel publicly again").await;
 
     // A revoked key is refused at the next publish.
     let (status, body) =
