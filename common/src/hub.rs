@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::media::MediaEvent;
-use crate::window::{LiveWindow, WindowConfig, WindowError};
+use crate::window::{ChunkAt, LiveWindow, WindowConfig, WindowError};
 
 /// Longest a rendition counts as not filled ([`Rendition::is_filled`]): a history that has
 /// not arrived by then (the upstream dropped it, or the stream stalled) is not waited for.
@@ -248,7 +248,13 @@ pub struct Rendition {
     channel: String,
     name: String,
     window: Mutex<LiveWindow>,
+    /// Every change of the window (a chunk appended included).
     tx: watch::Sender<u64>,
+    /// Changes of its parts and segments: one opens or completes, an init, the end, the
+    /// fill state; not a chunk appended to a part already open. Waiters that look at parts
+    /// (blocking playlist reloads, a part or segment not there yet) sleep through the
+    /// chunks of a part, about 30 a second each.
+    parts_tx: watch::Sender<u64>,
     closed: AtomicBool,
     /// False while a fresh relay subscription is still receiving the history it asked for.
     filled: AtomicBool,
@@ -279,12 +285,14 @@ impl Rendition {
         epoch: Instant,
     ) -> Self {
         let (tx, _) = watch::channel(window.version());
+        let (parts_tx, _) = watch::channel(window.version());
         Rendition {
             id: NEXT_RENDITION_ID.fetch_add(1, Ordering::Relaxed),
             channel,
             name,
             window: Mutex::new(window),
             tx,
+            parts_tx,
             closed: AtomicBool::new(false),
             filled: AtomicBool::new(true),
             unfilled_at_ms: AtomicU64::new(0),
@@ -333,12 +341,18 @@ impl Rendition {
 
     /// Applies an event to the window and wakes waiters on success.
     pub fn apply(&self, ev: MediaEvent, now_unix_ms: u64) -> Result<(), WindowError> {
-        let version = {
+        let (version, appended) = {
             let mut w = self.lock();
+            // A chunk for a part that already has one changes no part's state.
+            let appended = matches!(&ev, MediaEvent::Chunk { msn, part, .. }
+                if matches!(w.chunk_at(*msn, *part, 0), ChunkAt::Ready(_)));
             w.apply(ev, now_unix_ms)?;
-            w.version()
+            (w.version(), appended)
         };
         self.tx.send_replace(version);
+        if !appended {
+            self.parts_tx.send_replace(version);
+        }
         Ok(())
     }
 
@@ -351,6 +365,7 @@ impl Rendition {
             (r, w.version())
         };
         self.tx.send_replace(version);
+        self.parts_tx.send_replace(version);
         r
     }
 
@@ -361,12 +376,27 @@ impl Rendition {
 
     /// Waits until `f` returns `Some`, the deadline passes, or the rendition is closed
     /// (both `None`). `f` runs under the lock once now and once per change.
-    pub async fn wait_for<R>(
+    pub async fn wait_for<R>(&self, deadline: Instant, f: impl FnMut(&LiveWindow) -> Option<R>) -> Option<R> {
+        self.wait_on(self.tx.subscribe(), deadline, f).await
+    }
+
+    /// [`wait_for`](Self::wait_for) for a condition on parts and segments only (one that a
+    /// chunk appended to an open part cannot make true): `f` runs once now and once per
+    /// part or segment change, not per chunk.
+    pub async fn wait_for_parts<R>(
         &self,
+        deadline: Instant,
+        f: impl FnMut(&LiveWindow) -> Option<R>,
+    ) -> Option<R> {
+        self.wait_on(self.parts_tx.subscribe(), deadline, f).await
+    }
+
+    async fn wait_on<R>(
+        &self,
+        mut rx: watch::Receiver<u64>,
         deadline: Instant,
         mut f: impl FnMut(&LiveWindow) -> Option<R>,
     ) -> Option<R> {
-        let mut rx = self.tx.subscribe();
         loop {
             if self.is_closed() {
                 return None;
@@ -394,6 +424,7 @@ impl Rendition {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.tx.send_modify(|v| *v = v.wrapping_add(1));
+        self.parts_tx.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Whether the window holds the history its writer meant it to have. True unless a
@@ -414,7 +445,7 @@ impl Rendition {
     /// Waits until [`Rendition::is_filled`], at most `timeout`; returns whether it is.
     pub async fn wait_filled(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        self.wait_for(deadline, |_| self.is_filled().then_some(())).await.is_some()
+        self.wait_for_parts(deadline, |_| self.is_filled().then_some(())).await.is_some()
     }
 
     /// Sets [`Rendition::is_filled`] and wakes waiters.
@@ -424,6 +455,7 @@ impl Rendition {
         }
         self.filled.store(filled, Ordering::Release);
         self.tx.send_modify(|v| *v = v.wrapping_add(1));
+        self.parts_tx.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Marks the channel as requested now.

@@ -72,6 +72,62 @@ async fn wait_for_wakes_on_change_and_times_out() {
     assert!(started.elapsed() >= Duration::from_millis(50));
 }
 
+/// A waiter on parts is woken when a part opens or completes, not by the chunks appended to
+/// an open part in between (a blocking playlist reload sleeps through them).
+#[tokio::test]
+async fn wait_for_parts_sleeps_through_appended_chunks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hub = Hub::new(WindowConfig::default());
+    let r = hub.open("a", "source").unwrap();
+    r.apply(init_event(), 0).unwrap();
+    let chunk =
+        |i: u8| MediaEvent::Chunk { msn: 0, part: 0, independent: true, bytes: Bytes::from(vec![i; 10]) };
+    r.apply(chunk(0), 0).unwrap();
+    let (parts_checks, all_checks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let complete = |w: &skyrelay_common::window::LiveWindow| w.last_complete_part().map(|_| ());
+    let parts_waiter = tokio::spawn({
+        let (r, n) = (r.clone(), parts_checks.clone());
+        async move {
+            r.wait_for_parts(Instant::now() + Duration::from_secs(10), |w| {
+                n.fetch_add(1, Ordering::SeqCst);
+                complete(w)
+            })
+            .await
+        }
+    });
+    let all_waiter = tokio::spawn({
+        let (r, n) = (r.clone(), all_checks.clone());
+        async move {
+            r.wait_for(Instant::now() + Duration::from_secs(10), |w| {
+                n.fetch_add(1, Ordering::SeqCst);
+                complete(w)
+            })
+            .await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while parts_checks.load(Ordering::SeqCst) == 0 || all_checks.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "waiters never checked");
+        tokio::task::yield_now().await;
+    }
+    for i in 1..=5 {
+        r.apply(chunk(i), 0).unwrap();
+        // Let a woken waiter run before the next change.
+        let seen = all_checks.load(Ordering::SeqCst);
+        while all_checks.load(Ordering::SeqCst) == seen {
+            assert!(Instant::now() < deadline, "the chunk-level waiter was not woken");
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(parts_checks.load(Ordering::SeqCst), 1, "woken by an appended chunk");
+    r.apply(MediaEvent::PartEnd { msn: 0, part: 0, duration: 0.2, ends_segment: false }, 0).unwrap();
+    let timeout = Duration::from_secs(2);
+    assert_eq!(tokio::time::timeout(timeout, parts_waiter).await.unwrap().unwrap(), Some(()));
+    assert_eq!(tokio::time::timeout(timeout, all_waiter).await.unwrap().unwrap(), Some(()));
+    assert_eq!(parts_checks.load(Ordering::SeqCst), 2, "once at the start, once at the part's end");
+    assert_eq!(all_checks.load(Ordering::SeqCst), 7, "the chunk-level waiter saw every change");
+}
+
 #[tokio::test]
 async fn remove_releases_waiters() {
     let hub = Arc::new(Hub::new(WindowConfig::default()));

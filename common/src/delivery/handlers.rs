@@ -267,7 +267,7 @@ impl Delivery {
             return text(StatusCode::NOT_FOUND, "unknown channel");
         };
         let deadline = Instant::now() + self.hold(first);
-        if first.wait_for(deadline, |w| w.info().map(|_| ())).await.is_none() {
+        if first.wait_for_parts(deadline, |w| w.info().map(|_| ())).await.is_none() {
             return text(StatusCode::SERVICE_UNAVAILABLE, "no media yet");
         }
         let infos: Vec<_> = renditions
@@ -297,7 +297,11 @@ impl Delivery {
             let part = q.part;
             let outcome = if r.read(|w| reload_satisfied(w, msn, part)) {
                 ReloadOutcome::Immediate
-            } else if r.wait_for(deadline, |w| reload_satisfied(w, msn, part).then_some(())).await.is_some() {
+            } else if r
+                .wait_for_parts(deadline, |w| reload_satisfied(w, msn, part).then_some(()))
+                .await
+                .is_some()
+            {
                 ReloadOutcome::Held
             } else {
                 ReloadOutcome::Timeout
@@ -313,7 +317,7 @@ impl Delivery {
             // A fresh edge: wait for the history too, so the first playlist lists it all;
             // past the deadline, any complete segment will do.
             let filled = |w: &LiveWindow| has_first_segment(w).filter(|()| r.is_filled());
-            if r.wait_for(deadline, filled).await.is_none() && r.read(has_first_segment).is_none() {
+            if r.wait_for_parts(deadline, filled).await.is_none() && r.read(has_first_segment).is_none() {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "no complete segment yet; retry shortly");
             }
         }
@@ -346,12 +350,12 @@ impl Delivery {
             // history to arrive oldest first.
             None if !r.is_filled() => match self.fetch_segment(r, msn).await {
                 Some(whole) => return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone()),
-                None => match r.wait_for(Instant::now() + self.hold(r), lookup).await {
+                None => match r.wait_for_parts(Instant::now() + self.hold(r), lookup).await {
                     Some(found) => found,
                     None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
                 },
             },
-            None => match r.wait_for(Instant::now() + self.hold(r), lookup).await {
+            None => match r.wait_for_parts(Instant::now() + self.hold(r), lookup).await {
                 Some(found) => found,
                 None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
             },
@@ -399,7 +403,7 @@ impl Delivery {
         let mut state = r.read(|w| classify_part(w, msn, part, r.is_filled()));
         if let PartState::Wait = state {
             let waited = r
-                .wait_for(Instant::now() + hold, |w| match classify_part(w, msn, part, r.is_filled()) {
+                .wait_for_parts(Instant::now() + hold, |w| match classify_part(w, msn, part, r.is_filled()) {
                     PartState::Wait if r.is_filled() && part_impossible(w, msn) => Some(PartState::Missing),
                     PartState::Wait => None,
                     other => Some(other),
