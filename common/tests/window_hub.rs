@@ -83,28 +83,26 @@ async fn wait_for_parts_sleeps_through_appended_chunks() {
     let chunk =
         |i: u8| MediaEvent::Chunk { msn: 0, part: 0, independent: true, bytes: Bytes::from(vec![i; 10]) };
     r.apply(chunk(0), 0).unwrap();
-    let (parts_checks, all_checks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let complete = |w: &skyrelay_common::window::LiveWindow| w.last_complete_part().map(|_| ());
-    let parts_waiter = tokio::spawn({
-        let (r, n) = (r.clone(), parts_checks.clone());
-        async move {
-            r.wait_for_parts(Instant::now() + Duration::from_secs(10), |w| {
+    // A waiter for the part's end that counts how often it checks; on parts or on every change.
+    let waiter = |on_parts: bool| {
+        let (r, checks) = (r.clone(), Arc::new(AtomicUsize::new(0)));
+        let n = checks.clone();
+        let task = tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let complete = |w: &skyrelay_common::window::LiveWindow| {
                 n.fetch_add(1, Ordering::SeqCst);
-                complete(w)
-            })
-            .await
-        }
-    });
-    let all_waiter = tokio::spawn({
-        let (r, n) = (r.clone(), all_checks.clone());
-        async move {
-            r.wait_for(Instant::now() + Duration::from_secs(10), |w| {
-                n.fetch_add(1, Ordering::SeqCst);
-                complete(w)
-            })
-            .await
-        }
-    });
+                w.last_complete_part().map(|_| ())
+            };
+            if on_parts {
+                r.wait_for_parts(deadline, complete).await
+            } else {
+                r.wait_for(deadline, complete).await
+            }
+        });
+        (checks, task)
+    };
+    let (parts_checks, parts_waiter) = waiter(true);
+    let (all_checks, all_waiter) = waiter(false);
     let deadline = Instant::now() + Duration::from_secs(5);
     while parts_checks.load(Ordering::SeqCst) == 0 || all_checks.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "waiters never checked");
