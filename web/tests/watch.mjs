@@ -185,8 +185,11 @@ async function networkCut(page, seconds) {
   let steadySince = null;
   while (Date.now() < deadline) {
     stats = await snapshot(page);
+    // Within a second of the player's own target latency (hls.js raises its target by a
+    // second after a stall, so a fixed bound would sit right at the target).
+    const target = stats.targetLatency !== null && stats.targetLatency > 0 ? stats.targetLatency : 2;
     const near = stats.state === 'live' && stats.playing && stats.latency !== null && stats.latency > 0 &&
-      stats.latency < 3;
+      stats.latency < target + 1;
     if (near && steadySince === null) steadySince = Date.now();
     if (!near) steadySince = null;
     // Near the live edge for 2 s in a row.
@@ -201,6 +204,7 @@ async function networkCut(page, seconds) {
     cut_stalled: during.stalls > before.stalls || during.state !== 'live' ? 1 : 0,
     cut_recovered_s: recovered,
     cut_latency: stats.latency,
+    cut_target_latency: stats.targetLatency,
     cut_jumps: stats.liveJumps - before.liveJumps,
     cut_restarts: stats.attempts - before.attempts,
     cut_fatal_errors: stats.errors.filter((e) => e.fatal).length,
