@@ -10,8 +10,10 @@
 //! cache weighed by bytes, shared by its renditions (an edge's delivery serves segments from
 //! it).
 
+mod arriving;
 mod objects;
 
+pub use arriving::{ArrivalError, Arriving, ArrivingWriter, arriving, coalesce};
 pub use objects::{ObjectCache, ObjectOutcome};
 
 use std::collections::HashMap;

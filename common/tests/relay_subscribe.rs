@@ -235,6 +235,13 @@ async fn relay_fetch_segment_returns_the_whole_segment() {
         sub.fetch_segment(0, DEADLINE).await.unwrap().len(),
         upstream.read(|w| w.segment(0)).unwrap().len()
     );
+    // Read while it arrives: chunk by chunk (none joined here), the same bytes.
+    use futures_util::StreamExt;
+    let chunks = upstream.read(|w| w.segment(2)).unwrap().chunks;
+    let arriving = sub.fetch_arriving(2, DEADLINE).await.unwrap();
+    let pieces: Vec<bytes::Bytes> = arriving.stream(DEADLINE, 0).map(|c| c.unwrap()).collect().await;
+    assert!(pieces.len() >= chunks.len(), "{} pieces for {} chunks", pieces.len(), chunks.len());
+    assert_eq!(pieces.concat(), chunks.concat(), "segment 2 bytes");
 }
 
 /// A fetch sent with the subscribe (a cold edge asked for a segment) returns the segment

@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use moka::future::Cache;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use skyrelay_common::cpapi::ControlPlaneClient;
 use skyrelay_common::delivery::{BoxFuture, ChannelSource, SourceError};
-use skyrelay_common::hub::{Hub, HubError, Rendition};
+use skyrelay_common::hub::{Arriving, Hub, HubError, Rendition};
 use skyrelay_common::relay::client::{RelayClient, RelayClientConfig, RelayError, Subscription};
 use skyrelay_common::relay::codec::ErrorCode;
 use skyrelay_common::relay::metrics::RelayClientMetrics;
@@ -371,7 +370,7 @@ impl ChannelSource for UpstreamSource {
         channel: &'a str,
         rendition: &'a str,
         msn: u64,
-    ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
+    ) -> BoxFuture<'a, Result<Arriving, SourceError>> {
         Box::pin(self.fetch(channel, rendition, msn))
     }
 }
@@ -388,7 +387,7 @@ impl UpstreamSource {
         result
     }
 
-    async fn fetch(&self, channel: &str, rendition: &str, msn: u64) -> Result<Bytes, SourceError> {
+    async fn fetch(&self, channel: &str, rendition: &str, msn: u64) -> Result<Arriving, SourceError> {
         if rendition != SOURCE_RENDITION {
             return Err(SourceError::NotFound);
         }
@@ -401,8 +400,8 @@ impl UpstreamSource {
                 self.subscriptions.get(channel).await.ok_or(SourceError::NotFound)?
             }
         };
-        match carried.subscription.fetch_segment(msn, FETCH_TIMEOUT).await {
-            Ok(bytes) => Ok(bytes),
+        match carried.subscription.fetch_arriving(msn, FETCH_TIMEOUT).await {
+            Ok(arriving) => Ok(arriving),
             Err(e) if e.code() == Some(ErrorCode::NotFound) => Err(SourceError::NotFound),
             Err(e) => Err(SourceError::Unavailable(e.to_string())),
         }

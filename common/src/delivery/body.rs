@@ -20,6 +20,9 @@ pub enum BodyError {
     /// No new chunk came within the hold deadline.
     #[error("part stalled")]
     Stalled,
+    /// A segment fetched upstream did not arrive whole.
+    #[error(transparent)]
+    Fetch(#[from] crate::hub::ArrivalError),
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, CACHE_CONTROL,
@@ -21,7 +22,7 @@ use super::body::{BodyError, DeliveryBody};
 use super::metrics::{ActiveGuard, ReloadOutcome};
 use super::routes::{Kind, Query, Route, parse_path, parse_query};
 use super::{Delivery, Denied, SourceError};
-use crate::hub::Rendition;
+use crate::hub::{Rendition, coalesce};
 use crate::playlist::write_master_playlist;
 use crate::window::{ChunkAt, LiveWindow, PartRef};
 
@@ -349,7 +350,7 @@ impl Delivery {
             // A fresh edge backfilling: fetch the segment upstream rather than wait for the
             // history to arrive oldest first.
             None if !r.is_filled() => match self.fetch_segment(r, msn).await {
-                Some(whole) => return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone()),
+                Some(body) => return ok(body, MEDIA_TYPE, self.immutable.clone()),
                 None => match r.wait_for_parts(Instant::now() + self.hold(r), lookup).await {
                     Some(found) => found,
                     None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
@@ -363,9 +364,9 @@ impl Delivery {
         // Older than the window: the upstream may still hold it.
         if found.is_none()
             && r.read(|w| w.oldest_msn().is_some_and(|o| msn < o))
-            && let Some(whole) = self.fetch_segment(r, msn).await
+            && let Some(body) = self.fetch_segment(r, msn).await
         {
-            return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone());
+            return ok(body, MEDIA_TYPE, self.immutable.clone());
         }
         let body = match (found, r.objects()) {
             // One contiguous buffer, made once and shared: a single body frame.
@@ -381,21 +382,33 @@ impl Delivery {
     }
 
     /// Segment `msn` fetched upstream through the object cache (one fetch for concurrent
-    /// requests); `None` without a source or object cache, or when the upstream does not
-    /// hold it.
-    async fn fetch_segment(&self, r: &Rendition, msn: u64) -> Option<bytes::Bytes> {
+    /// requests), as a body that follows the segment while it arrives; `None` without a
+    /// source or object cache, or when the fetch failed before its first byte (the
+    /// upstream does not hold it, or the connection went away).
+    async fn fetch_segment(&self, r: &Rendition, msn: u64) -> Option<DeliveryBody> {
         let (source, objects) = (self.source.as_ref()?, r.objects()?);
         let fetch = source.fetch_segment(r.channel(), r.name(), msn);
-        match objects.get_or_fetch(r.id(), msn, fetch).await {
-            Ok((outcome, whole)) => {
-                tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment fetched");
-                Some(whole)
-            }
+        let (outcome, mut arriving) = match objects.get_or_arrive(r.id(), msn, fetch).await {
+            Ok(found) => found,
             Err(e) => {
                 tracing::debug!(channel = r.channel(), msn, error = %e, "segment fetch failed");
-                None
+                return None;
             }
+        };
+        tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment fetched");
+        if let Some(Ok(chunks)) = arriving.arrived() {
+            return Some(DeliveryBody::chunks(chunks));
         }
+        let hold = self.hold(r);
+        if let Err(e) = arriving.started(Instant::now() + hold).await {
+            tracing::debug!(channel = r.channel(), msn, error = %e, "segment fetch failed");
+            return None;
+        }
+        // Chunks as they are (no joining): the many viewers of a cold burst read the same
+        // buffers, and a copy each would cost more than the extra body frames (hyper writes
+        // queued frames with one `writev`).
+        let body = arriving.stream(hold, 0).map(|c| c.map_err(BodyError::from));
+        Some(DeliveryBody::stream(body))
     }
 
     async fn part(&self, r: Arc<Rendition>, msn: u64, part: u32) -> Resp {
@@ -429,24 +442,23 @@ impl Delivery {
 /// Most bytes of ready chunks joined into one body frame.
 const COALESCE_BYTES: usize = 256 * 1024;
 
-/// The chunks of part `msn.part` ready from `idx` on, joined into one buffer (at most about
-/// [`COALESCE_BYTES`]), and the index after them. One chunk is passed as it is; several
-/// (a reader that was not scheduled for a while, or one that starts late) cost one body
-/// frame instead of one each, so a busy server catches up instead of falling further behind.
-fn ready_chunks(w: &LiveWindow, msn: u64, part: u32, idx: usize) -> (Option<Bytes>, usize) {
-    let ChunkAt::Ready(first) = w.chunk_at(msn, part, idx) else { return (None, idx) };
-    let mut next = idx + 1;
-    let ChunkAt::Ready(second) = w.chunk_at(msn, part, next) else { return (Some(first), next) };
-    let mut joined = bytes::BytesMut::with_capacity(first.len() + second.len());
-    joined.extend_from_slice(&first);
-    joined.extend_from_slice(&second);
-    next += 1;
-    while joined.len() < COALESCE_BYTES {
-        let ChunkAt::Ready(more) = w.chunk_at(msn, part, next) else { break };
-        joined.extend_from_slice(&more);
-        next += 1;
+/// The chunks of part `msn.part` ready from `idx` on, joined into one buffer (at most
+/// [`COALESCE_BYTES`]), and the index after them; when none is ready, what the window says
+/// of chunk `idx` instead. One chunk is passed as it is; several (a reader that was not
+/// scheduled for a while, or one that starts late) cost one body frame instead of one each,
+/// so a busy server catches up instead of falling further behind.
+fn ready_chunks(w: &LiveWindow, msn: u64, part: u32, idx: usize) -> Result<(Bytes, usize), ChunkAt> {
+    match w.chunk_at(msn, part, idx) {
+        ChunkAt::Ready(first) => {
+            let more = |i| match w.chunk_at(msn, part, idx + i) {
+                ChunkAt::Ready(c) => Some(c),
+                _ => None,
+            };
+            let (joined, taken) = coalesce(first, more, COALESCE_BYTES);
+            Ok((joined, idx + taken))
+        }
+        other => Err(other),
     }
-    (Some(joined.freeze()), next)
 }
 
 /// A body that yields the part's chunks as they are written and ends when it completes.
@@ -460,16 +472,13 @@ fn stream_part(r: Arc<Rendition>, msn: u64, part: u32, stall: Duration) -> Deliv
                 return None;
             }
             loop {
-                let (ready, next) = r.read(|w| ready_chunks(w, msn, part, idx));
-                if let Some(bytes) = ready {
-                    return Some((Ok(bytes), (r, rx, next, false)));
-                }
-                let error = match r.read(|w| w.chunk_at(msn, part, idx)) {
-                    ChunkAt::Ready(_) => continue,
-                    ChunkAt::Done => return None,
-                    ChunkAt::Missing => BodyError::PartGone,
-                    ChunkAt::Pending if r.is_closed() => BodyError::PartGone,
-                    ChunkAt::Pending => match tokio::time::timeout(stall, rx.changed()).await {
+                let error = match r.read(|w| ready_chunks(w, msn, part, idx)) {
+                    Ok((bytes, next)) => return Some((Ok(bytes), (r, rx, next, false))),
+                    Err(ChunkAt::Ready(_)) => unreachable!("ready chunks are returned"),
+                    Err(ChunkAt::Done) => return None,
+                    Err(ChunkAt::Missing) => BodyError::PartGone,
+                    Err(ChunkAt::Pending) if r.is_closed() => BodyError::PartGone,
+                    Err(ChunkAt::Pending) => match tokio::time::timeout(stall, rx.changed()).await {
                         Ok(Ok(())) => continue,
                         Ok(Err(_)) => BodyError::PartGone,
                         Err(_) => BodyError::Stalled,
@@ -520,17 +529,16 @@ mod tests {
     #[test]
     fn ready_chunks_are_joined_into_one_frame() {
         let w = window_with_open_part(&[b"ab", b"cd", b"ef"]);
-        assert_eq!(ready_chunks(&w, 0, 0, 0), (Some(Bytes::from_static(b"abcdef")), 3));
-        assert_eq!(ready_chunks(&w, 0, 0, 1), (Some(Bytes::from_static(b"cdef")), 3));
-        assert_eq!(ready_chunks(&w, 0, 0, 3), (None, 3), "nothing new yet");
+        assert_eq!(ready_chunks(&w, 0, 0, 0), Ok((Bytes::from_static(b"abcdef"), 3)));
+        assert_eq!(ready_chunks(&w, 0, 0, 1), Ok((Bytes::from_static(b"cdef"), 3)));
+        assert!(matches!(ready_chunks(&w, 0, 0, 3), Err(ChunkAt::Pending)), "nothing new yet");
     }
 
     #[test]
     fn a_single_ready_chunk_is_passed_without_a_copy() {
         let w = window_with_open_part(&[b"ab", b"cd"]);
-        let (one, next) = ready_chunks(&w, 0, 0, 1);
+        let (one, next) = ready_chunks(&w, 0, 0, 1).unwrap();
         assert_eq!(next, 2);
-        let one = one.unwrap();
         let held = match w.chunk_at(0, 0, 1) {
             ChunkAt::Ready(b) => b,
             _ => unreachable!("chunk 1 is held"),

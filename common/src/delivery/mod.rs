@@ -154,15 +154,16 @@ pub trait ChannelSource: Send + Sync + 'static {
         self.ensure(channel)
     }
 
-    /// Complete segment `msn` of a channel the source carries, fetched upstream as one
-    /// buffer without waiting for the window (an edge backfilling a fresh subscription, or
-    /// a segment older than its window). `NotFound` when the upstream does not hold it.
+    /// Complete segment `msn` of a channel the source carries, fetched upstream without
+    /// waiting for the window (an edge backfilling a fresh subscription, or a segment older
+    /// than its window): returned once its first bytes are on their way, readable as they
+    /// arrive. `NotFound` when the upstream does not hold it.
     fn fetch_segment<'a>(
         &'a self,
         _channel: &'a str,
         _rendition: &'a str,
         _msn: u64,
-    ) -> BoxFuture<'a, Result<bytes::Bytes, SourceError>> {
+    ) -> BoxFuture<'a, Result<crate::hub::Arriving, SourceError>> {
         Box::pin(std::future::ready(Err(SourceError::NotFound)))
     }
 }

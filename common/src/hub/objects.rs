@@ -8,6 +8,9 @@
 //! while after the window dropped it; concurrent misses for one segment build it once
 //! (`try_get_with`: the others wait for that build and count as coalesced).
 //!
+//! A segment fetched upstream is served while it arrives ([`Arriving`]): concurrent misses
+//! share one fetch and read it from its first byte; once whole it joins the cache.
+//!
 //! Keys are (rendition id, msn): a [`Rendition`](crate::hub::Rendition) never numbers two
 //! different complete segments alike (its window only accepts newer segments), and a
 //! channel that is dropped and comes back gets a new rendition id.
@@ -20,11 +23,17 @@ use bytes::{Bytes, BytesMut};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::time::Instant;
 
+use super::Arriving;
 use crate::zero_copy;
 
 /// An object nobody asked for in this long leaves the cache even when there is room.
 const IDLE: Duration = Duration::from_secs(120);
+/// Longest a fetched segment may take to arrive whole; past it, it is not cached.
+const ARRIVAL_LIMIT: Duration = Duration::from_secs(60);
+/// Fetches in flight at once that later requests can join.
+const MAX_ARRIVING: u64 = 1024;
 
 /// How a request for a whole segment was answered (`outcome` label, logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +68,8 @@ struct Key {
 /// The byte-weighed cache of whole segments. See the module docs.
 pub struct ObjectCache {
     cache: Cache<Key, Bytes>,
+    /// Segments being fetched upstream, until they are whole in `cache` (or failed).
+    arriving: Cache<Key, Arriving>,
     /// Give large objects a file copy for zero-copy sends ([`crate::zero_copy`]).
     zero_copy: bool,
     outcomes: [IntCounter; 3],
@@ -99,7 +110,8 @@ impl ObjectCache {
             .eviction_policy(EvictionPolicy::lru())
             .time_to_idle(IDLE)
             .build();
-        Ok(ObjectCache { cache, zero_copy: false, outcomes, bytes })
+        let arriving = Cache::builder().max_capacity(MAX_ARRIVING).time_to_live(ARRIVAL_LIMIT * 2).build();
+        Ok(ObjectCache { cache, arriving, zero_copy: false, outcomes, bytes })
     }
 
     /// Objects made or fetched from now on get a file copy for zero-copy sends on plain-TCP
@@ -147,30 +159,54 @@ impl ObjectCache {
         (outcome, bytes)
     }
 
-    /// The segment, fetched by `fetch` unless cached or being fetched by another request,
-    /// whose result is then shared (one upstream fetch for concurrent misses). A failed fetch
-    /// is not cached; every waiter gets its error.
-    pub async fn get_or_fetch<E: Send + Sync + 'static>(
+    /// The segment, fetched by `fetch` unless cached or being fetched by another request
+    /// (one upstream fetch for concurrent misses). The answer is an [`Arriving`] every
+    /// waiter reads from the first byte while the rest arrives (already whole for a hit).
+    /// When the fetch completes, the whole segment goes into the cache; a fetch that fails
+    /// is not kept, and every waiter gets its error.
+    pub async fn get_or_arrive<E: Send + Sync + 'static>(
         &self,
         rendition: u64,
         msn: u64,
-        fetch: impl std::future::Future<Output = Result<Bytes, E>>,
-    ) -> Result<(ObjectOutcome, Bytes), Arc<E>> {
+        fetch: impl std::future::Future<Output = Result<Arriving, E>>,
+    ) -> Result<(ObjectOutcome, Arriving), Arc<E>> {
+        let key = Key { rendition, msn };
+        if let Some(whole) = self.get(rendition, msn).await {
+            return Ok((ObjectOutcome::Hit, Arriving::complete(whole)));
+        }
         let started = AtomicBool::new(false);
         let make = async {
             started.store(true, Ordering::Relaxed);
-            fetch.await.map(|b| self.keep(b))
+            // A fetch that completed since the lookup above.
+            if let Some(whole) = self.cache.get(&key).await {
+                return Ok(Arriving::complete(whole));
+            }
+            let arriving = fetch.await?;
+            self.settle(key, arriving.clone());
+            Ok(arriving)
         };
-        let result = self.cache.try_get_with(Key { rendition, msn }, make).await;
+        let result = self.arriving.try_get_with(key, make).await;
         let outcome =
             if started.load(Ordering::Relaxed) { ObjectOutcome::Miss } else { ObjectOutcome::Coalesced };
         if result.is_ok() {
             self.count(outcome);
         }
-        if outcome == ObjectOutcome::Miss {
-            self.bytes.set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
-        }
-        result.map(|b| (outcome, b))
+        result.map(|a| (outcome, a))
+    }
+
+    /// Once `arriving` is whole, caches it (with its zero-copy file, made off the requests'
+    /// path) and forgets the fetch; a failed one is only forgotten.
+    fn settle(&self, key: Key, arriving: Arriving) {
+        let (cache, fetches, bytes, zero_copy) =
+            (self.cache.clone(), self.arriving.clone(), self.bytes.clone(), self.zero_copy);
+        tokio::spawn(async move {
+            if let Ok(whole) = arriving.whole(Instant::now() + ARRIVAL_LIMIT).await {
+                let whole = if zero_copy { zero_copy::back(whole) } else { whole };
+                cache.insert(key, whole).await;
+                bytes.set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
+            }
+            fetches.invalidate(&key).await;
+        });
     }
 
     /// Bytes held now (approximate: moka applies inserts and evictions in batches).
@@ -195,4 +231,93 @@ fn join(chunks: &[Bytes]) -> Bytes {
         out.extend_from_slice(c);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::arriving;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cache() -> ObjectCache {
+        ObjectCache::new(16 << 20, &Registry::new(), "test").unwrap()
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch_read_it_while_it_arrives_and_then_hit() {
+        let objects = Arc::new(cache());
+        let (writer, reader) = arriving();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        let reader = std::sync::Mutex::new(Some(reader));
+        for _ in 0..8 {
+            let fetch = {
+                let (fetches, r) = (fetches.clone(), reader.lock().unwrap().take());
+                async move {
+                    fetches.fetch_add(1, Ordering::Relaxed);
+                    r.ok_or("fetched twice")
+                }
+            };
+            let objects = objects.clone();
+            waiters.push(tokio::spawn(async move { objects.get_or_arrive(1, 7, fetch).await }));
+        }
+        let mut outcomes = Vec::new();
+        let mut readers = Vec::new();
+        for w in waiters {
+            let (outcome, a) = w.await.unwrap().unwrap();
+            outcomes.push(outcome);
+            readers.push(a);
+        }
+        assert_eq!(fetches.load(Ordering::Relaxed), 1, "one upstream fetch");
+        assert_eq!(outcomes.iter().filter(|o| **o == ObjectOutcome::Miss).count(), 1);
+        assert!(readers.iter().all(|a| a.arrived().is_none()), "nothing arrived yet");
+        writer.push(Bytes::from_static(b"first"));
+        for a in &mut readers {
+            a.started(soon()).await.expect("the first bytes, before the end");
+        }
+        writer.push(Bytes::from_static(b"-second"));
+        writer.finish();
+        for a in readers {
+            assert_eq!(a.whole(soon()).await.unwrap(), &b"first-second"[..]);
+        }
+        // The settling task caches the whole segment and forgets the fetch.
+        let deadline = soon();
+        while objects.cache.get(&Key { rendition: 1, msn: 7 }).await.is_none() {
+            assert!(Instant::now() < deadline, "the whole segment was never cached");
+            tokio::task::yield_now().await;
+        }
+        let unused = async { Err::<Arriving, &str>("no fetch on a hit") };
+        let (outcome, a) = objects.get_or_arrive(1, 7, unused).await.unwrap();
+        assert_eq!(outcome, ObjectOutcome::Hit);
+        assert_eq!(a.arrived().unwrap().unwrap(), vec![Bytes::from_static(b"first-second")]);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_fails_is_not_kept() {
+        let objects = cache();
+        let err =
+            objects.get_or_arrive(1, 3, async { Err::<Arriving, &str>("not found") }).await.unwrap_err();
+        assert_eq!(*err, "not found");
+        let (writer, reader) = arriving();
+        drop(writer);
+        let (outcome, a) = objects.get_or_arrive(1, 3, async { Ok::<_, &str>(reader) }).await.unwrap();
+        assert_eq!(outcome, ObjectOutcome::Miss, "the failed fetch was not cached");
+        assert_eq!(a.whole(soon()).await.unwrap_err(), crate::hub::ArrivalError::BrokeOff);
+        let deadline = soon();
+        while objects.arriving.get(&Key { rendition: 1, msn: 3 }).await.is_some() {
+            assert!(Instant::now() < deadline, "the broken fetch was never forgotten");
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            objects.cache.get(&Key { rendition: 1, msn: 3 }).await.is_none(),
+            "nothing broken was cached"
+        );
+        let again = async { Ok::<_, &str>(Arriving::complete(Bytes::from_static(b"ok"))) };
+        let (outcome, _) = objects.get_or_arrive(1, 3, again).await.unwrap();
+        assert_eq!(outcome, ObjectOutcome::Miss, "a new fetch after the broken one");
+    }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::codec::{ErrorCode, Position};
 use super::metrics::RelayClientMetrics;
 use super::tls::{self, NodeIdentity, TlsError};
-use crate::hub::{Hub, HubError, Rendition};
+use crate::hub::{ArrivalError, Arriving, Hub, HubError, Rendition};
 
 /// Upstream address, timers and limits of a relay client.
 #[derive(Debug, Clone)]
@@ -144,10 +144,11 @@ pub(crate) enum Command {
     },
 }
 
-pub(crate) type FetchReply = oneshot::Sender<Result<Bytes, RelayError>>;
+/// Where a detached fetch's segment goes once its stream starts (or why it did not).
+pub(crate) type FetchReply = oneshot::Sender<Result<Arriving, RelayError>>;
 
 /// A fetch sent with a subscribe: its segment and where its answer arrives.
-type Prefetch = (u64, oneshot::Receiver<Result<Bytes, RelayError>>);
+type Prefetch = (u64, oneshot::Receiver<Result<Arriving, RelayError>>);
 
 /// A connection to one upstream, shared by its subscriptions. Dropping it stops the driver,
 /// which closes the connection (its subscriptions end; what they applied stays in the hub).
@@ -213,7 +214,7 @@ impl RelayClient {
     /// the same flight as the subscribe: the upstream then queues the segment ahead of the
     /// history it pushes, instead of behind what it pushed in the round trip before a later
     /// fetch arrives (a cold edge asked for a segment). The segment is then taken with
-    /// [`Subscription::fetch_segment`].
+    /// [`Subscription::fetch_arriving`].
     pub async fn subscribe_fetching(
         &self,
         channel: &str,
@@ -286,10 +287,25 @@ impl Subscription {
     }
 
     /// Fetches complete segment `msn` of the subscribed rendition as one buffer (its parts'
-    /// bytes in order), without applying it to the local window: for an object the window
-    /// does not hold (older than it, or not arrived yet while the history is backfilled).
-    /// The upstream waits (bounded) for a segment it is still writing.
+    /// bytes in order), without applying it to the local window. See
+    /// [`fetch_arriving`](Self::fetch_arriving); `timeout` bounds the whole transfer.
     pub async fn fetch_segment(&self, msn: u64, timeout: Duration) -> Result<Bytes, RelayError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let arriving = self.fetch_arriving(msn, timeout).await?;
+        arriving.whole(deadline).await.map_err(|e| match e {
+            ArrivalError::Stalled => RelayError::Timeout,
+            ArrivalError::TooLarge => RelayError::Fetch("segment larger than a fetch may be"),
+            ArrivalError::BrokeOff => RelayError::Fetch("fetch stream broke off"),
+        })
+    }
+
+    /// Fetches complete segment `msn` of the subscribed rendition without applying it to
+    /// the local window: for an object the window does not hold (older than it, or not
+    /// arrived yet while the history is backfilled). Returns once the upstream started
+    /// sending it (within `timeout`); the segment's bytes (its parts' bytes in order) are
+    /// then readable as they arrive. The upstream waits (bounded) for a segment it is still
+    /// writing.
+    pub async fn fetch_arriving(&self, msn: u64, timeout: Duration) -> Result<Arriving, RelayError> {
         let prefetched = {
             let mut slot = self.prefetch.lock().unwrap_or_else(|e| e.into_inner());
             match slot.take() {
@@ -302,7 +318,7 @@ impl Subscription {
         };
         if let Some(rx) = prefetched {
             match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(bytes))) => return Ok(bytes),
+                Ok(Ok(Ok(arriving))) => return Ok(arriving),
                 Ok(Ok(Err(e))) if e.code() == Some(ErrorCode::NotFound) => return Err(e),
                 Err(_) => return Err(RelayError::Timeout),
                 // Lost with a connection, or refused for another reason: ask again.

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::streams::{self, Event};
 use super::{Accepted, Command, FetchReply, RelayClientConfig, RelayError};
-use crate::hub::{Hub, Rendition};
+use crate::hub::{ArrivalError, ArrivingWriter, Hub, Rendition, arriving};
 use crate::media::MediaEvent;
 use crate::relay::assembler::{Action, Assembler};
 use crate::relay::codec::{CloseCode, CodecError, ControlMessage, Position, Start};
@@ -30,11 +30,11 @@ const MAX_DETACHED_BYTES: usize = 256 << 20;
 /// Detached fetches (segments returned to the caller, not applied) in flight at once.
 const MAX_DETACHED: usize = 16;
 
-/// A fetch whose segment goes back to the caller instead of into the window.
+/// A fetch whose segment goes back to the caller instead of into the window: the reply
+/// until its stream starts, then the writer its bytes go to as they arrive.
 struct Detached {
-    reply: FetchReply,
-    bytes: BytesMut,
-    failed: bool,
+    reply: Option<FetchReply>,
+    writer: Option<ArrivingWriter>,
 }
 
 type Reply = oneshot::Sender<Result<Accepted, RelayError>>;
@@ -377,7 +377,7 @@ impl Driver {
     ) -> Result<(), Broken> {
         let id = self.next_id;
         self.next_id += 1;
-        self.detached.insert(id, Detached { reply, bytes: BytesMut::new(), failed: false });
+        self.detached.insert(id, Detached { reply: Some(reply), writer: None });
         debug!(id, subscription, msn, "fetch sent");
         io::write_control(send, &ControlMessage::Fetch { id, subscription, msn }).await?;
         Ok(())
@@ -417,7 +417,9 @@ impl Driver {
             }
             ControlMessage::Error { id, code, message } => {
                 if let Some(d) = self.detached.remove(&id) {
-                    let _ = d.reply.send(Err(RelayError::Refused { code, message }));
+                    if let Some(reply) = d.reply {
+                        let _ = reply.send(Err(RelayError::Refused { code, message }));
+                    }
                 } else if let Some((sid, msn)) = self.fetches.remove(&id) {
                     debug!(sid, msn, code = code.as_str(), %message, "fetch failed");
                     if let Some(sub) = self.subs.get_mut(&sid) {
@@ -491,14 +493,28 @@ impl Driver {
         match ev {
             Event::Header { token, fetch: Some(request), .. } if self.detached.contains_key(&request) => {
                 self.detached_streams.insert(token, request);
+                if let Some(d) = self.detached.get_mut(&request)
+                    && d.writer.is_none()
+                {
+                    let (writer, reader) = arriving();
+                    if let Some(reply) = d.reply.take() {
+                        // A caller that gave up drops the reader; the bytes still arrive.
+                        let _ = reply.send(Ok(reader));
+                    }
+                    d.writer = Some(writer);
+                }
             }
             Event::Chunk { token, bytes, .. } if self.detached_streams.contains_key(&token) => {
                 let request = self.detached_streams[&token];
-                if let Some(d) = self.detached.get_mut(&request) {
-                    if d.bytes.len() + bytes.len() > MAX_DETACHED_BYTES {
-                        d.failed = true;
-                    } else if !d.failed {
-                        d.bytes.extend_from_slice(&bytes);
+                if let Some(d) = self.detached.get_mut(&request)
+                    && let Some(w) = &d.writer
+                {
+                    if w.len() + bytes.len() > MAX_DETACHED_BYTES {
+                        if let Some(w) = d.writer.take() {
+                            w.fail(ArrivalError::TooLarge);
+                        }
+                    } else {
+                        w.push(bytes);
                     }
                 }
             }
@@ -507,13 +523,17 @@ impl Driver {
             Event::FetchDone { request, ok } if self.detached.contains_key(&request) => {
                 self.detached_streams.retain(|_, r| *r != request);
                 if let Some(d) = self.detached.remove(&request) {
-                    debug!(request, ok, bytes = d.bytes.len(), "fetch done");
-                    let result = match (ok, d.failed) {
-                        (true, false) => Ok(d.bytes.freeze()),
-                        (_, true) => Err(RelayError::Fetch("segment larger than a fetch may be")),
-                        (false, _) => Err(RelayError::Fetch("fetch stream broke off")),
-                    };
-                    let _ = d.reply.send(result);
+                    debug!(request, ok, bytes = d.writer.as_ref().map_or(0, |w| w.len()), "fetch done");
+                    match (d.writer, ok) {
+                        (Some(w), true) => w.finish(),
+                        // Dropping the writer fails its readers.
+                        (Some(_), false) => {}
+                        (None, _) => {
+                            if let Some(reply) = d.reply {
+                                let _ = reply.send(Err(RelayError::Fetch("fetch stream broke off")));
+                            }
+                        }
+                    }
                 }
             }
             Event::Header { token, header, .. } => {
