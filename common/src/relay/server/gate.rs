@@ -1,11 +1,14 @@
 //! The history gate of a connection: a fresh subscriber's history is pushed only when no
-//! fetch of the same connection is being queued, and not before the control messages that
-//! arrived with the subscribe are handled.
+//! fetch of the same connection is being sent (until the subscriber acknowledged the whole
+//! segment), and not before the control messages that arrived with the subscribe are
+//! handled.
 //!
 //! An edge asked for a segment of a channel it does not carry sends the subscribe and a
 //! fetch of that segment in one flight. Without the gate the history (a megabyte or more)
 //! would start first and reach the wire before the fetch is even read; the viewer's segment
-//! would then queue behind it at both ends.
+//! would then queue behind it at both ends. Sent right behind the fetch, it would still take
+//! the CPU at both ends (about a millisecond per 300 KB each way) while the viewer's first
+//! bytes are on their way.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -365,6 +365,12 @@ impl Fetch {
             Ok(()) => {
                 debug!(request = self.request, msn, "fetch queued");
                 let _ = send.finish();
+                // The history waits until the subscriber has the whole segment (the stream
+                // is acknowledged): sent alongside, it would take the CPU at both ends while
+                // the viewer's first bytes are on their way. The gate bounds the wait.
+                if self.hold.is_some() {
+                    let _ = tokio::time::timeout(HISTORY_GATE_WAIT, send.stopped()).await;
+                }
             }
             Err(_) => {
                 let _ = send.reset(VarInt::from_u32(ResetCode::Cancelled as u32));
