@@ -261,3 +261,42 @@ async fn a_cold_edge_lists_the_origins_window_at_once() {
     );
     net.stop().await;
 }
+
+/// Viewers whose first request to a cold edge is a segment (they moved from another edge)
+/// get it streamed while the edge fetches it from the origin: the origin's exact bytes for
+/// every one of them, and the same again from the edge's cache afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_edge_streams_a_fetched_segment_to_every_waiting_viewer() {
+    let net = TestNet::new(&["edge-1"]).await;
+    let _ffmpeg = ffmpeg_publish(&net.publish_url(), 20);
+    let origin_playlist = format!("http://{}/live/demo/source/index.m3u8", net.origin.http_addr);
+    let seg = wait_for("2 segments at the origin", Duration::from_secs(25), || async {
+        let (status, text) = http_text(&origin_playlist).await;
+        let segs: Vec<&str> = text.lines().filter(|l| l.starts_with("seg-")).collect();
+        (status == 200 && segs.len() >= 2).then(|| segs[segs.len() - 1].to_string())
+    })
+    .await;
+    let (status, want) = http_get(&format!("http://{}/live/demo/source/{seg}", net.origin.http_addr)).await;
+    assert_eq!(status, 200);
+    let at_edge = format!("http://{}/live/demo/source/{seg}", net.edge(0).http_addr);
+    let viewers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = at_edge.clone();
+            tokio::spawn(async move { http_get(&url).await })
+        })
+        .collect();
+    for (i, v) in viewers.into_iter().enumerate() {
+        let (status, got) = v.await.unwrap();
+        assert_eq!(status, 200, "viewer {i}");
+        assert!(got == want, "viewer {i}: {} bytes, the origin's {} differ", got.len(), want.len());
+    }
+    let (status, again) = http_get(&at_edge).await;
+    assert_eq!((status, again == want), (200, true), "{seg} again from the edge");
+    let (_, metrics) = http_text(&format!("http://{}/metrics", net.edge(0).admin_addr)).await;
+    let misses = metrics
+        .lines()
+        .find(|l| l.starts_with("skyrelay_edge_object_cache_requests_total{outcome=\"miss\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(misses.is_some_and(|m| m >= 1.0), "the segment was fetched into the object cache: {metrics}");
+    net.stop().await;
+}

@@ -16,7 +16,7 @@
 //! channel that is dropped and comes back gets a new rendition id.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -34,6 +34,9 @@ const IDLE: Duration = Duration::from_secs(120);
 const ARRIVAL_LIMIT: Duration = Duration::from_secs(60);
 /// Fetches in flight at once that later requests can join.
 const MAX_ARRIVING: u64 = 1024;
+const RAN_NONE: u8 = 0;
+const RAN_FETCH: u8 = 1;
+const RAN_FOUND: u8 = 2;
 
 /// How a request for a whole segment was answered (`outcome` label, logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,20 +177,29 @@ impl ObjectCache {
         if let Some(whole) = self.get(rendition, msn).await {
             return Ok((ObjectOutcome::Hit, Arriving::complete(whole)));
         }
-        let started = AtomicBool::new(false);
+        // Which request's future ran: this one fetched (miss), found the segment cached by
+        // a fetch that completed since the lookup above (hit), or neither (it joined one).
+        let ran = AtomicU8::new(RAN_NONE);
         let make = async {
-            started.store(true, Ordering::Relaxed);
-            // A fetch that completed since the lookup above.
             if let Some(whole) = self.cache.get(&key).await {
+                ran.store(RAN_FOUND, Ordering::Relaxed);
                 return Ok(Arriving::complete(whole));
             }
+            ran.store(RAN_FETCH, Ordering::Relaxed);
             let arriving = fetch.await?;
             self.settle(key, arriving.clone());
             Ok(arriving)
         };
         let result = self.arriving.try_get_with(key, make).await;
-        let outcome =
-            if started.load(Ordering::Relaxed) { ObjectOutcome::Miss } else { ObjectOutcome::Coalesced };
+        let outcome = match ran.load(Ordering::Relaxed) {
+            RAN_FETCH => ObjectOutcome::Miss,
+            RAN_FOUND => ObjectOutcome::Hit,
+            _ => ObjectOutcome::Coalesced,
+        };
+        if outcome == ObjectOutcome::Hit {
+            // Nothing to settle: the cached segment is the only copy kept.
+            self.arriving.invalidate(&key).await;
+        }
         if result.is_ok() {
             self.count(outcome);
         }
