@@ -8,7 +8,8 @@
 //!
 //! A hub may carry an [`ObjectCache`] (`objects`): whole segments as single buffers in a
 //! cache weighed by bytes, shared by its renditions (an edge's delivery serves segments from
-//! it).
+//! it). A segment fetched upstream enters it as an [`Arriving`] (`arriving`): readable from
+//! its first chunk while the rest comes, cached once whole.
 
 mod arriving;
 mod objects;
