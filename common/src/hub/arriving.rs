@@ -146,7 +146,7 @@ impl Arriving {
             Err(_) => return Err(ArrivalError::Stalled),
         };
         s.end.unwrap_or(Err(ArrivalError::BrokeOff))?;
-        Ok(join(&s.chunks, s.len))
+        Ok(super::objects::join(&s.chunks))
     }
 
     /// A reader from chunk `next` on, for a response body: each item joins the chunks
@@ -208,17 +208,6 @@ pub fn coalesce(first: Bytes, mut more: impl FnMut(usize) -> Option<Bytes>, max:
         n += 1;
     }
     (joined.freeze(), n)
-}
-
-fn join(chunks: &[Bytes], len: usize) -> Bytes {
-    if let [one] = chunks {
-        return one.clone();
-    }
-    let mut out = BytesMut::with_capacity(len);
-    for c in chunks {
-        out.extend_from_slice(c);
-    }
-    out.freeze()
 }
 
 #[cfg(test)]

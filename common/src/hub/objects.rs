@@ -233,8 +233,8 @@ impl ObjectCache {
     }
 }
 
-/// The chunks as one buffer: one copy, once per segment.
-fn join(chunks: &[Bytes]) -> Bytes {
+/// The chunks as one buffer: one copy, once per segment (or once per arrived fetch).
+pub(super) fn join(chunks: &[Bytes]) -> Bytes {
     if let [one] = chunks {
         return one.clone();
     }
