@@ -11,6 +11,12 @@ struct Cli {
     args: LoadtestArgs,
 }
 
+/// mimalloc rather than glibc's allocator: thousands of viewers allocate and free small
+/// buffers for every streamed chunk, and `malloc`/`free` were the largest item in this
+/// process's profile (docs/benchmarks.md, "10,000 LL-HLS viewers").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
