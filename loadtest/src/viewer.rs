@@ -291,9 +291,13 @@ async fn play_ll(ctx: &mut Ctx<'_>, sess: &mut Session<'_>, mut pl: Arc<MediaPla
             Resolved::Hint(pos) => {
                 let hint = pl.preload_hint.clone().unwrap_or_default();
                 let after = (pos.0, pos.1 + 1);
-                let query = format!("_HLS_msn={}&_HLS_part={}", after.0, after.1);
+                // The blocking reload asks for the hinted part itself (as hls.js does): it
+                // returns when that part completes, with the next part as the new hint. Asking
+                // for the part after it would return a part later, and that part would then be
+                // fetched whole instead of streamed (a part duration of latency every other part).
+                let query = format!("_HLS_msn={}&_HLS_part={}", pos.0, pos.1);
                 let reload_sess_rec = &ctx;
-                // The hinted part and the blocking reload for the part after it run together.
+                // The hinted part and the blocking reload for it run together.
                 let mut side = Session {
                     rec: Recorder::new(sess.rec.collector(), sess.rec.group()),
                     t0: sess.t0,
