@@ -464,7 +464,11 @@ impl Rendition {
     /// Marks the channel as requested now.
     pub fn touch(&self) {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_access.store(now, Ordering::Relaxed);
+        // Written only when it changes (at most once a millisecond): a write per request
+        // would move the cache line between the cores serving the channel every time.
+        if self.last_access.load(Ordering::Relaxed) != now {
+            self.last_access.store(now, Ordering::Relaxed);
+        }
     }
 
     /// The media playlist, with `uri_query` appended to every URI. Without a query the

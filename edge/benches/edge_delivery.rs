@@ -164,6 +164,22 @@ async fn bench() -> Result<(), String> {
     eprintln!("segment {} bytes, playlist {} bytes", bodies[1], bodies[0]);
 
     let mut results = Vec::new();
+    if std::env::var("ONLY").as_deref() == Ok("serve") {
+        // For profiling by hand: both servers stay up, warmed, until stdin closes.
+        eprintln!(
+            "serving: edge pid {} http://127.0.0.1:{}{seg_path} | nginx pid {} http://127.0.0.1:{}{seg_path} \
+             (playlist {pl_path}); close stdin (Ctrl-D) to stop",
+            edge.pid(),
+            ports.edge_http,
+            nginx.pid(),
+            ports.nginx_static
+        );
+        let _ = tokio::task::spawn_blocking(|| {
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())
+        })
+        .await;
+        return Ok(());
+    }
     if std::env::var("ONLY").as_deref() == Ok("cold") {
         for run in 0..runs {
             let c = scenarios::cold(&origin.hub, run, ports, clients).await?;

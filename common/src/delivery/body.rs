@@ -9,6 +9,7 @@ use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
 use prometheus::IntCounter;
 
+use super::idle::InProgress;
 use super::metrics::ActiveGuard;
 
 /// Why a streamed body stopped before its end.
@@ -39,11 +40,12 @@ enum Inner {
 }
 
 /// The body of every delivery response. Counts the bytes it yields and keeps the request
-/// counted as active until it is dropped.
+/// counted as active (and its connection as busy) until it is dropped.
 pub struct DeliveryBody {
     inner: Inner,
     sent: Option<IntCounter>,
     _active: Option<ActiveGuard>,
+    _in_progress: Option<InProgress>,
 }
 
 impl std::fmt::Debug for DeliveryBody {
@@ -55,14 +57,14 @@ impl std::fmt::Debug for DeliveryBody {
 impl DeliveryBody {
     /// No body.
     pub fn empty() -> Self {
-        DeliveryBody { inner: Inner::Empty, sent: None, _active: None }
+        DeliveryBody { inner: Inner::Empty, sent: None, _active: None, _in_progress: None }
     }
 
     /// One buffer, sent as a single frame.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         let inner = Inner::Full((!bytes.is_empty()).then_some(bytes));
-        DeliveryBody { inner, sent: None, _active: None }
+        DeliveryBody { inner, sent: None, _active: None, _in_progress: None }
     }
 
     /// Buffers sent in order, without copying.
@@ -72,18 +74,24 @@ impl DeliveryBody {
             inner: Inner::Chunks { chunks: chunks.into_iter(), remaining },
             sent: None,
             _active: None,
+            _in_progress: None,
         }
     }
 
     /// A body that yields whatever `stream` yields.
     pub fn stream(stream: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static) -> Self {
-        DeliveryBody { inner: Inner::Stream(Box::pin(stream)), sent: None, _active: None }
+        DeliveryBody { inner: Inner::Stream(Box::pin(stream)), sent: None, _active: None, _in_progress: None }
     }
 
     pub(crate) fn counted(mut self, sent: IntCounter, active: ActiveGuard) -> Self {
         self.sent = Some(sent);
         self._active = Some(active);
         self
+    }
+
+    /// Keeps the request's connection busy until the body is dropped (see `super::idle`).
+    pub(crate) fn hold_connection(&mut self, request: InProgress) {
+        self._in_progress = Some(request);
     }
 
     /// Exact length when known (not for streams).

@@ -35,10 +35,21 @@ pub const DENIED_HEADER: &str = "x-skyrelay-denied";
 
 type Resp = Response<DeliveryBody>;
 
+/// Most headers a delivery response carries (content type and length, cache control, CORS,
+/// node and region, …): the map is made this large at once instead of growing and rehashing
+/// once per response.
+const RESPONSE_HEADERS: usize = 10;
+
+fn response(body: DeliveryBody) -> Resp {
+    let mut r = Response::new(body);
+    *r.headers_mut() = http::HeaderMap::with_capacity(RESPONSE_HEADERS);
+    r
+}
+
 pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
     let mut msg = msg.into();
     msg.push('\n');
-    let mut r = Response::new(DeliveryBody::full(msg));
+    let mut r = response(DeliveryBody::full(msg));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -47,7 +58,7 @@ pub(super) fn text(status: StatusCode, msg: impl Into<String>) -> Resp {
 }
 
 pub(super) fn ok(body: DeliveryBody, content_type: &'static str, cache: HeaderValue) -> Resp {
-    let mut r = Response::new(body);
+    let mut r = response(body);
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert(CACHE_CONTROL, cache);
     r
@@ -139,10 +150,12 @@ impl Delivery {
         if self.cors_origin != "*" {
             h.insert(VARY, HeaderValue::from_static("Origin"));
         }
-        if let Some(len) = resp.body().exact_len() {
-            resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
-        }
+        // hyper writes Content-Length itself from the body's exact size (HTTP/1.1 and
+        // HTTP/2); a HEAD answer has no body to take it from.
         if head {
+            if let Some(len) = resp.body().exact_len() {
+                resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
             let (parts, _) = resp.into_parts();
             return Response::from_parts(
                 parts,
@@ -349,7 +362,7 @@ impl Delivery {
             Some(found) => found,
             // A fresh edge backfilling: fetch the segment upstream rather than wait for the
             // history to arrive oldest first.
-            None if !r.is_filled() => match self.fetch_segment(r, msn).await {
+            None if !r.is_filled() => match Box::pin(self.fetch_segment(r, msn)).await {
                 Some(body) => return ok(body, MEDIA_TYPE, self.immutable.clone()),
                 None => match r.wait_for_parts(Instant::now() + self.hold(r), lookup).await {
                     Some(found) => found,
@@ -364,14 +377,16 @@ impl Delivery {
         // Older than the window: the upstream may still hold it.
         if found.is_none()
             && r.read(|w| w.oldest_msn().is_some_and(|o| msn < o))
-            && let Some(body) = self.fetch_segment(r, msn).await
+            && let Some(body) = Box::pin(self.fetch_segment(r, msn)).await
         {
             return ok(body, MEDIA_TYPE, self.immutable.clone());
         }
         let body = match (found, r.objects()) {
             // One contiguous buffer, made once and shared: a single body frame.
             (Some(chunks), Some(objects)) => {
-                let (outcome, whole) = objects.get_or_join(r.id(), msn, chunks).await;
+                // Boxed: a miss is rare, and its future is large (every request's state would
+                // carry it otherwise).
+                let (outcome, whole) = Box::pin(objects.get_or_join(r.id(), msn, chunks)).await;
                 tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment object");
                 DeliveryBody::full(whole)
             }

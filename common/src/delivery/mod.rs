@@ -11,6 +11,8 @@
 //! - `metrics`: request, byte and blocking-reload counters.
 //! - `server`: [`serve`]: the accept loop (HTTP/1.1 and HTTP/2, optional TLS, bounded
 //!   connections, graceful drain).
+//! - `idle`: closing connections that carry no request (never sent one, went quiet, or send
+//!   their headers too slowly).
 //! - `web`: the browser-facing routes: the watch page `/watch/{channel}`, its script and
 //!   style, the player library from the web assets directory, and `/web/info`.
 //! - `vod`: `/vod/{recording}/...`, answered by a [`VodSource`] (an origin reads its
@@ -18,6 +20,7 @@
 
 mod body;
 mod handlers;
+mod idle;
 mod metrics;
 mod routes;
 mod server;
@@ -41,6 +44,27 @@ pub use vod::{VodError, VodObject, VodRequest, VodSource, content_type as vod_co
 use crate::config::{ConfigError, Validate, check_range};
 use crate::hub::Hub;
 
+/// A header value for `text` that is shared without reference counting: every response
+/// carries a few values from configuration (CORS origin, cache lifetime, node and region),
+/// and a shared `HeaderValue` costs two atomic operations on one cache line, fought over by
+/// every worker thread, per response. Each distinct text is kept once for the life of the
+/// process (a handful, all from configuration).
+pub(crate) fn lasting_value(text: &str) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+    static KEPT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
+        std::sync::LazyLock::new(Default::default);
+    http::HeaderValue::from_str(text)?;
+    let mut kept = KEPT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let text: &'static str = match kept.get(text) {
+        Some(t) => t,
+        None => {
+            let t: &'static str = Box::leak(text.to_owned().into_boxed_str());
+            kept.insert(t);
+            t
+        }
+    };
+    Ok(http::HeaderValue::from_static(text))
+}
+
 /// A boxed, sendable future (the hooks below are called through `dyn`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -57,7 +81,10 @@ pub struct DeliveryConfig {
     pub max_connections: usize,
     /// `max-age` of parts, segments and init segments (served `immutable`), in seconds.
     pub immutable_max_age_secs: u64,
-    /// Longest wait for a request's headers (HTTP/1.1), in milliseconds.
+    /// Longest a connection may carry no request, in milliseconds: before its first, between
+    /// two on a kept-alive connection, or while a request's headers arrive (HTTP/1.1 and
+    /// HTTP/2). Such a connection is closed after between this and 1.5 × this; one with a
+    /// request in progress (a held reload, a part being streamed) is not.
     pub header_read_timeout_ms: u64,
     /// Longest TLS handshake, in milliseconds.
     pub tls_handshake_timeout_ms: u64,
@@ -228,13 +255,10 @@ impl Delivery {
         metrics_prefix: &str,
     ) -> Result<Self, DeliveryError> {
         cfg.validate()?;
-        let cors_origin = http::HeaderValue::from_str(&cfg.cors_allow_origin)
+        let cors_origin = lasting_value(&cfg.cors_allow_origin)
             .map_err(|_| ConfigError::invalid("cors_allow_origin", "not a header value"))?;
-        let immutable = http::HeaderValue::from_str(&format!(
-            "public, max-age={}, immutable",
-            cfg.immutable_max_age_secs
-        ))
-        .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
+        let immutable = lasting_value(&format!("public, max-age={}, immutable", cfg.immutable_max_age_secs))
+            .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
         let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
         let web = web::WebState::new(&cfg);
         Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, vod: None, metrics, web })

@@ -1,5 +1,6 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 (hyper-util auto), optional TLS, a bounded number
-//! of connections, graceful drain on shutdown. Plain-TCP connections write through
+//! of connections, graceful drain on shutdown, connections without a request closed
+//! (`super::idle`). Plain-TCP connections write through
 //! [`ZeroCopyStream`] (cached segments with `sendfile`) unless `zero_copy` is off.
 
 use std::convert::Infallible;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::Delivery;
+use super::idle::{Activity, closes_when_idle};
 use crate::zero_copy::ZeroCopyStream;
 
 /// Serves `delivery` on `listener` until `shutdown` completes, then stops accepting, lets
@@ -28,14 +30,13 @@ pub async fn serve(
 ) {
     let cfg = delivery.config().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(cfg.header_read_timeout_ms));
+    // No hyper timer: its header-read timeout is armed around every request's headers.
+    // Connections without a request are closed by `idle` instead, once per connection.
     builder.http2().max_concurrent_streams(cfg.max_http2_streams);
     let builder = Arc::new(builder);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshake_timeout = Duration::from_millis(cfg.tls_handshake_timeout_ms);
+    let idle_limit = Duration::from_millis(cfg.header_read_timeout_ms);
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let zero_copy = cfg.zero_copy.then(|| delivery.metrics.zero_copy_bytes.clone());
     let graceful = GracefulShutdown::new();
@@ -67,34 +68,52 @@ pub async fn serve(
         tasks.spawn(async move {
             let _permit = permit;
             let client = peer.ip();
+            let activity = Arc::new(Activity::default());
+            let requests = activity.clone();
             let service = service_fn(move |req| {
                 let delivery = delivery.clone();
-                async move { Ok::<_, Infallible>(delivery.handle(req, client).await) }
+                let request = requests.request();
+                async move {
+                    let mut resp = delivery.handle(req, client).await;
+                    resp.body_mut().hold_connection(request);
+                    Ok::<_, Infallible>(resp)
+                }
             });
-            let result = match (acceptor, zero_copy) {
-                (None, Some(sent)) => {
-                    let io = TokioIo::new(ZeroCopyStream::new(stream, sent));
-                    watcher.watch(builder.serve_connection(io, service).into_owned()).await
-                }
-                (None, None) => {
-                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
-                }
-                (Some(acceptor), _) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            watcher
-                                .watch(builder.serve_connection(TokioIo::new(tls), service).into_owned())
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
+            let connection = async {
+                match (acceptor, zero_copy) {
+                    (None, Some(sent)) => {
+                        let io = TokioIo::new(ZeroCopyStream::new(stream, sent));
+                        watcher.watch(builder.serve_connection(io, service).into_owned()).await
+                    }
+                    (None, None) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
+                            .await
+                    }
+                    (Some(acceptor), _) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                watcher
+                                    .watch(builder.serve_connection(TokioIo::new(tls), service).into_owned())
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                Ok(())
+                            }
                         }
                     }
+                }
+            };
+            let result = tokio::select! {
+                result = connection => result,
+                () = closes_when_idle(&activity, idle_limit) => {
+                    tracing::debug!(%peer, "closing a connection without a request");
+                    Ok(())
                 }
             };
             if let Err(e) = result {

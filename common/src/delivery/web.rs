@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::OnceCell;
 
 use super::body::DeliveryBody;
@@ -31,8 +31,8 @@ const STYLE: &str = include_str!("../../../web/src/watch.css");
 pub const PLAYER_FILE: &str = "hls.min.js";
 /// Largest player library accepted (hls.js is about 0.5 MB).
 const MAX_PLAYER_BYTES: u64 = 8 << 20;
-const NODE_HEADER: &str = "x-skyrelay-node";
-const REGION_HEADER: &str = "x-skyrelay-region";
+const NODE_HEADER: HeaderName = HeaderName::from_static("x-skyrelay-node");
+const REGION_HEADER: HeaderName = HeaderName::from_static("x-skyrelay-region");
 const NO_CACHE: &str = "no-cache";
 /// Same-origin everything; `blob:` for Media Source Extensions and hls.js's worker.
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -65,7 +65,7 @@ pub(super) struct WebState {
 }
 
 fn label(value: &str) -> Option<HeaderValue> {
-    if value.is_empty() { None } else { HeaderValue::from_str(value).ok() }
+    if value.is_empty() { None } else { super::lasting_value(value).ok() }
 }
 
 impl WebState {
@@ -265,7 +265,10 @@ mod tests {
         );
         let (r, _) = get(&d, Method::GET, "/live/nothing/master.m3u8").await;
         assert_eq!(r.status(), 404);
-        assert_eq!((header(&r, NODE_HEADER), header(&r, REGION_HEADER)), ("edge-eu-1", "eu"));
+        assert_eq!(
+            (header(&r, NODE_HEADER.as_str()), header(&r, REGION_HEADER.as_str())),
+            ("edge-eu-1", "eu")
+        );
         assert!(header(&r, "access-control-expose-headers").contains("X-Skyrelay-Node"));
     }
 
