@@ -299,7 +299,8 @@ impl Delivery {
     }
 
     async fn playlist(&self, r: &Rendition, q: &Query<'_>, uri_query: Option<&str>) -> Resp {
-        let deadline = Instant::now() + self.hold(r);
+        // Only for a wait: most requests are answered at once.
+        let deadline = || Instant::now() + self.hold(r);
         if let Some(msn) = q.msn {
             let (too_far, max_parts) = r.read(|w| {
                 (w.latest_msn().is_some_and(|l| msn > l.saturating_add(2)), w.config().max_parts_per_segment)
@@ -312,7 +313,7 @@ impl Delivery {
             let outcome = if r.read(|w| reload_satisfied(w, msn, part)) {
                 ReloadOutcome::Immediate
             } else if r
-                .wait_for_parts(deadline, |w| reload_satisfied(w, msn, part).then_some(()))
+                .wait_for_parts(deadline(), |w| reload_satisfied(w, msn, part).then_some(()))
                 .await
                 .is_some()
             {
@@ -331,7 +332,7 @@ impl Delivery {
             // A fresh edge: wait for the history too, so the first playlist lists it all;
             // past the deadline, any complete segment will do.
             let filled = |w: &LiveWindow| has_first_segment(w).filter(|()| r.is_filled());
-            if r.wait_for_parts(deadline, filled).await.is_none() && r.read(has_first_segment).is_none() {
+            if r.wait_for_parts(deadline(), filled).await.is_none() && r.read(has_first_segment).is_none() {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "no complete segment yet; retry shortly");
             }
         }
@@ -427,9 +428,9 @@ impl Delivery {
     }
 
     async fn part(&self, r: Arc<Rendition>, msn: u64, part: u32) -> Resp {
-        let hold = self.hold(&r);
         let mut state = r.read(|w| classify_part(w, msn, part, r.is_filled()));
         if let PartState::Wait = state {
+            let hold = self.hold(&r);
             let waited = r
                 .wait_for_parts(Instant::now() + hold, |w| match classify_part(w, msn, part, r.is_filled()) {
                     PartState::Wait if r.is_filled() && part_impossible(w, msn) => Some(PartState::Missing),
@@ -446,7 +447,10 @@ impl Delivery {
             PartState::Complete(chunks) => {
                 ok(DeliveryBody::chunks(chunks), MEDIA_TYPE, self.immutable.clone())
             }
-            PartState::Open => ok(stream_part(r, msn, part, hold), MEDIA_TYPE, self.immutable.clone()),
+            PartState::Open => {
+                let hold = self.hold(&r);
+                ok(stream_part(r, msn, part, hold), MEDIA_TYPE, self.immutable.clone())
+            }
             PartState::Wait | PartState::Missing => {
                 text(StatusCode::NOT_FOUND, "part not in the live window")
             }

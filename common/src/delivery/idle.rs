@@ -8,11 +8,13 @@
 //! a good part of the cost of a small response.
 //!
 //! [`IdleCheck`] decides (no clock inside); [`Activity`] is what the requests of one
-//! connection update; [`closes_when_idle`] runs the checks.
+//! connection update; [`close_when_idle`] runs the checks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::task::AbortHandle;
 
 /// Checks per limit: a connection is closed after between the limit and 1.5× the limit
 /// without a request.
@@ -73,17 +75,23 @@ impl IdleCheck {
     }
 }
 
-/// Completes once the connection of `activity` has had no request for `limit` (at most
-/// 1.5 × `limit`).
-pub(crate) async fn closes_when_idle(activity: &Activity, limit: Duration) {
+/// Watches the connection task `connection`: aborts it once it has had no request for
+/// `limit` (at most 1.5 × `limit`), and returns at the first check after it ended. A task of
+/// its own, so that the connection's many wake-ups never poll this timer.
+pub(crate) async fn close_when_idle(activity: Arc<Activity>, limit: Duration, connection: AbortHandle) {
     let step = (limit / CHECKS_PER_LIMIT).max(Duration::from_millis(1));
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle = IdleCheck::default();
     loop {
         ticks.tick().await;
+        if connection.is_finished() {
+            return;
+        }
         let (started, in_progress) = activity.snapshot();
         if idle.check(started, in_progress) {
+            tracing::debug!("closing a connection without a request");
+            connection.abort();
             return;
         }
     }

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::Delivery;
-use super::idle::{Activity, closes_when_idle};
+use super::idle::{Activity, close_when_idle};
 use crate::zero_copy::ZeroCopyStream;
 
 /// Serves `delivery` on `listener` until `shutdown` completes, then stops accepting, lets
@@ -65,11 +65,11 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         let zero_copy = zero_copy.clone();
-        tasks.spawn(async move {
+        let activity = Arc::new(Activity::default());
+        let requests = activity.clone();
+        let connection = tasks.spawn(async move {
             let _permit = permit;
             let client = peer.ip();
-            let activity = Arc::new(Activity::default());
-            let requests = activity.clone();
             let service = service_fn(move |req| {
                 let delivery = delivery.clone();
                 let request = requests.request();
@@ -109,17 +109,11 @@ pub async fn serve(
                     }
                 }
             };
-            let result = tokio::select! {
-                result = connection => result,
-                () = closes_when_idle(&activity, idle_limit) => {
-                    tracing::debug!(%peer, "closing a connection without a request");
-                    Ok(())
-                }
-            };
-            if let Err(e) = result {
+            if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+        tokio::spawn(close_when_idle(activity, idle_limit, connection));
     }
     drop(listener);
     let drain = Duration::from_millis(cfg.drain_timeout_ms);
