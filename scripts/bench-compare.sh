@@ -336,6 +336,8 @@ def ttfb(b; q): if b.ok > 0 or b.ttfb_ms.count > 0 then b.ttfb_ms[q] else null e
  ($all | row("startup p50 (ms)"; g.startup_ms.p50)),
  ($all | row("startup p99 (ms)"; g.startup_ms.p99)),
  ($all | row("viewer requests per server CPU-second"; rps)),
+ ($all | row("viewer requests per viewer-second (the request mix differs)"; reqs / $viewers / .duration_s)),
+ ($all | row("server CPU-µs per viewer-second"; .server_cpu_s * 1e6 / $viewers / .duration_s)),
  ($all | row("server CPU (s)"; .server_cpu_s)),
  ($all | row("server peak RSS (MiB)"; (.server_peak_rss_kb / 1024))),
  ($all | row("server peak RSS per 1,000 viewers (MiB)"; (.server_peak_rss_kb / 1024 / $viewers * 1000))),
