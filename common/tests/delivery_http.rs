@@ -260,3 +260,47 @@ async fn a_segment_about_to_be_written_is_waited_for() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     srv.stop().await;
 }
+
+/// A part streamed while it is written: chunks that keep coming, for longer than the stall
+/// limit in all, are all delivered; once they stop, the body fails (the client sees the
+/// response cut off), not before the limit.
+#[tokio::test]
+async fn a_streamed_part_fails_only_once_its_chunks_stop() {
+    const STALL: Duration = Duration::from_millis(300);
+    let srv =
+        start(DeliveryConfig { hold_deadline_ms: STALL.as_millis() as u64, ..Default::default() }).await;
+    let r = srv.source();
+    init(&r);
+    segments(&r, 0, 1);
+    chunk(&r, 1, 0, 0);
+    let c = client();
+    let req = http::Request::get(srv.url("/live/live1/source/part-1.0.m4s"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    assert_eq!(next_data(&mut body).await, chunk_bytes(1, 0, 0));
+
+    // A chunk every 100 ms for 1 s: more than three stall limits in all, never one without a chunk.
+    for c in 1..=10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        chunk(&r, 1, 0, c);
+        assert_eq!(next_data(&mut body).await, chunk_bytes(1, 0, c), "chunk {c} while chunks keep coming");
+    }
+
+    // Then nothing: the body ends with an error, after at least one stall limit.
+    let quiet = tokio::time::Instant::now();
+    let end = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), http_body_util::BodyExt::frame(&mut body))
+            .await
+            .expect("the stalled body ends in time");
+        match frame {
+            Some(Ok(f)) => assert!(f.into_data().is_err(), "no data after the chunks stopped"),
+            other => break other,
+        }
+    };
+    assert!(matches!(end, Some(Err(_))), "a stalled part is cut off, not ended cleanly: {end:?}");
+    assert!(quiet.elapsed() >= STALL, "cut off after {:?}, before the stall limit", quiet.elapsed());
+    srv.stop().await;
+}
