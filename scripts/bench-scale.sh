@@ -134,6 +134,11 @@ echo "==> publisher (own process) for up to ${TOTAL}s"
 PUB_PID=$!; PIDS+=("$PUB_PID")
 URL="http://127.0.0.1:$EDGE_HTTP/live/scale/master.m3u8"
 wait_for "the stream at the origin" 30 curl -fsS "http://127.0.0.1:$ORIGIN_HTTP/live/scale/master.m3u8"
+# Viewers join a running stream: its first segment complete. (Joining while the first segment is
+# still being written, a viewer waits for it: up to SEGMENT_MS, which would be counted as its
+# startup.)
+has_segment() { curl -fsS "http://127.0.0.1:$ORIGIN_HTTP/live/scale/source/index.m3u8" | grep -q '^#EXTINF'; }
+wait_for "a complete segment at the origin" 30 has_segment
 
 H2=false; [ "$HTTP2" = 1 ] && H2=true
 cat >"$WORK/viewers.toml" <<EOF
