@@ -169,13 +169,7 @@ async fn open_part_is_streamed_as_chunks_arrive() {
     chunk(&r, 1, 0, 0);
     let c = client();
 
-    let req = http::Request::get(srv.url("/live/live1/source/part-1.0.m4s"))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await.unwrap().unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], "video/iso.segment");
-    let mut body = resp.into_body();
+    let mut body = streamed_part(&c, &srv.url("/live/live1/source/part-1.0.m4s")).await;
     let first = next_data(&mut body).await;
     assert_eq!(first, chunk_bytes(1, 0, 0), "first chunk before the part completes");
     chunk(&r, 1, 0, 1);
@@ -210,6 +204,15 @@ async fn open_part_is_streamed_as_chunks_arrive() {
     let far = get(&c, &srv.url("/live/live1/source/part-1.9.m4s")).await;
     assert_eq!(far.status, StatusCode::NOT_FOUND);
     srv.stop().await;
+}
+
+/// The body of a part request answered 200 as a media segment, to read frame by frame.
+async fn streamed_part(c: &HttpClient, url: &str) -> hyper::body::Incoming {
+    let req = http::Request::get(url).body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await.unwrap().unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "video/iso.segment");
+    resp.into_body()
 }
 
 async fn next_data(body: &mut hyper::body::Incoming) -> Bytes {
@@ -274,12 +277,7 @@ async fn a_streamed_part_fails_only_once_its_chunks_stop() {
     segments(&r, 0, 1);
     chunk(&r, 1, 0, 0);
     let c = client();
-    let req = http::Request::get(srv.url("/live/live1/source/part-1.0.m4s"))
-        .body(http_body_util::Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(2), c.request(req)).await.unwrap().unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let mut body = resp.into_body();
+    let mut body = streamed_part(&c, &srv.url("/live/live1/source/part-1.0.m4s")).await;
     assert_eq!(next_data(&mut body).await, chunk_bytes(1, 0, 0));
 
     // A chunk every 100 ms for 1 s: more than three stall limits in all, never one without a chunk.
