@@ -81,6 +81,9 @@ fn edge_child(args: &[String]) -> Result<(), String> {
     if let Ok(w) = std::env::var("WINDOW") {
         cfg.window_segments = w.parse().unwrap();
     }
+    if let Ok(t) = std::env::var("HTTP_THREADS") {
+        cfg.http.delivery.threads = t.parse().map_err(|e| format!("HTTP_THREADS {t}: {e}"))?;
+    }
     cfg.drain_seconds = 1;
     if std::env::var_os("RUST_LOG").is_some() {
         skyrelay_common::telemetry::init_logging("info", false);

@@ -79,6 +79,9 @@ pub struct Routed {
     pub history_segments: u64,
     /// Relay clients by upstream relay address (bounded: one per origin).
     clients: std::sync::Mutex<HashMap<String, Arc<RelayClient>>>,
+    /// The node's runtime: relay clients and followers run there, not on the viewers'
+    /// HTTP thread whose request made them.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Most upstream relay clients an edge keeps.
@@ -89,6 +92,7 @@ const MAX_UPSTREAMS: usize = 64;
 const BACKFILL_WAIT: Duration = Duration::from_secs(2);
 
 impl Routed {
+    /// Call from within the node's runtime (it is kept for relay clients and followers).
     pub fn new(
         cp: ControlPlaneClient,
         identity: Arc<NodeIdentity>,
@@ -101,6 +105,7 @@ impl Routed {
             client_metrics,
             history_segments,
             clients: std::sync::Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -124,8 +129,11 @@ impl Routed {
             .map_err(|_| format!("upstream relay address {relay_addr:?} is not ip:port"))?;
         let mut cfg = RelayClientConfig::new(addr, server_name);
         cfg.history_segments = self.history_segments;
-        let client = RelayClient::new(&self.identity, cfg, hub.clone(), self.client_metrics.clone())
-            .map_err(|e| e.to_string())?;
+        let client = {
+            let _node_runtime = self.runtime.enter();
+            RelayClient::new(&self.identity, cfg, hub.clone(), self.client_metrics.clone())
+                .map_err(|e| e.to_string())?
+        };
         let client = Arc::new(client);
         clients.insert(relay_addr.to_owned(), client.clone());
         Ok(client)
@@ -215,16 +223,18 @@ impl UpstreamSource {
                 let client =
                     routed.client(&relay, &origin.name, &self.hub).map_err(SubscribeError::ControlPlane)?;
                 let sub = client.subscribe_fetching(channel, SOURCE_RENDITION, fetch).await?;
-                let follower = tokio::spawn(follow_origin(
-                    routed.cp.clone(),
-                    channel.to_owned(),
-                    origin.name,
-                    here.version,
-                    self.subscriptions.clone(),
-                    self.private.clone(),
-                    self.hub.clone(),
-                ))
-                .abort_handle();
+                let follower = routed
+                    .runtime
+                    .spawn(follow_origin(
+                        routed.cp.clone(),
+                        channel.to_owned(),
+                        origin.name,
+                        here.version,
+                        self.subscriptions.clone(),
+                        self.private.clone(),
+                        self.hub.clone(),
+                    ))
+                    .abort_handle();
                 Ok(Carried { subscription: sub, _client: Some(client), follower: Some(follower) })
             }
         }

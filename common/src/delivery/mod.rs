@@ -106,6 +106,9 @@ pub struct DeliveryConfig {
     /// Region of this node, sent in the `X-Skyrelay-Region` header and by `/web/info`;
     /// empty: not sent.
     pub region: String,
+    /// Threads that accept and serve viewers' connections, each with a single-threaded
+    /// runtime of its own; 0: one per CPU; 1: the node's own runtime serves them.
+    pub threads: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -123,6 +126,7 @@ impl Default for DeliveryConfig {
             web_assets_dir: PathBuf::from("web/node_modules/hls.js/dist"),
             node_name: String::new(),
             region: String::new(),
+            threads: 0,
         }
     }
 }
@@ -136,6 +140,7 @@ impl Validate for DeliveryConfig {
         check_range("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms, 100, 600_000)?;
         check_range("drain_timeout_ms", self.drain_timeout_ms, 0, 600_000)?;
         check_range("max_http2_streams", self.max_http2_streams, 1, 100_000)?;
+        check_range("threads", self.threads, 0, 1024)?;
         let origin = &self.cors_allow_origin;
         if origin.is_empty() || http::HeaderValue::from_str(origin).is_err() {
             return Err(ConfigError::invalid(

@@ -1,6 +1,7 @@
 //! The accept loop: HTTP/1.1 and HTTP/2 (hyper-util auto), optional TLS, a bounded number
 //! of connections, graceful drain on shutdown, connections without a request closed
-//! (`super::idle`). Plain-TCP connections write through
+//! (`super::idle`). By default one loop per CPU, each on a thread with a single-threaded
+//! runtime of its own (`DeliveryConfig::threads`). Plain-TCP connections write through
 //! [`ZeroCopyStream`] (cached segments with `sendfile`) unless `zero_copy` is off.
 
 use std::convert::Infallible;
@@ -22,10 +23,116 @@ use crate::zero_copy::ZeroCopyStream;
 
 /// Serves `delivery` on `listener` until `shutdown` completes, then stops accepting, lets
 /// open connections finish for up to `drain_timeout_ms`, and closes the rest.
+///
+/// With `threads` above one (0: one per CPU), connections are accepted and served by that
+/// many threads, each with a single-threaded runtime of its own and a handle on the same
+/// listening socket: a connection stays on the thread that accepted it, so its requests
+/// never move between cores. Other work of the node stays on the caller's runtime.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     delivery: Arc<Delivery>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let threads = match delivery.config().threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let permits = Arc::new(Semaphore::new(delivery.config().max_connections));
+    if threads <= 1 {
+        return accept_loop(listener, tls, delivery, permits, shutdown).await;
+    }
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "HTTP listener cannot be shared between threads");
+            return;
+        }
+    };
+    // Drain on `shutdown`; abort if this future is dropped first (as one task would be).
+    let (stop, stopped) = tokio::sync::watch::channel(Stop::Running);
+    let stop = StopOnDrop(stop);
+    let mut finished = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let started = listener.try_clone().and_then(|l| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+            let (tls, delivery, permits) = (tls.clone(), delivery.clone(), permits.clone());
+            let stopped = stopped.clone();
+            std::thread::Builder::new().name(format!("http-{i}")).spawn(move || {
+                runtime.block_on(serve_thread(l, tls, delivery, permits, stopped));
+                // Dropping the runtime ends whatever its tasks still hold.
+                drop(runtime);
+                let _ = done.send(());
+            })?;
+            Ok(finished_rx)
+        });
+        match started {
+            Ok(rx) => finished.push(rx),
+            Err(e) => tracing::error!(thread = i, error = %e, "HTTP thread failed to start"),
+        }
+    }
+    drop(listener);
+    shutdown.await;
+    let _ = stop.0.send(Stop::Drain);
+    for rx in finished {
+        let _ = rx.await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    Drain,
+    Abort,
+}
+
+struct StopOnDrop(tokio::sync::watch::Sender<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_if_modified(|s| {
+            let running = *s == Stop::Running;
+            if running {
+                *s = Stop::Abort;
+            }
+            running
+        });
+    }
+}
+
+/// One serving thread: its accept loop until told to drain (then as [`serve`] does) or to
+/// abort (then at once).
+async fn serve_thread(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    delivery: Arc<Delivery>,
+    permits: Arc<Semaphore>,
+    stopped: tokio::sync::watch::Receiver<Stop>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "HTTP thread cannot use the listener");
+            return;
+        }
+    };
+    let mut drain = stopped.clone();
+    let drain = async move {
+        let _ = drain.wait_for(|s| *s != Stop::Running).await;
+    };
+    let mut abort = stopped;
+    tokio::select! {
+        () = accept_loop(listener, tls, delivery, permits, drain) => {}
+        _ = abort.wait_for(|s| *s == Stop::Abort) => {}
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    delivery: Arc<Delivery>,
+    permits: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) {
     let cfg = delivery.config().clone();
@@ -37,7 +144,6 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let handshake_timeout = Duration::from_millis(cfg.tls_handshake_timeout_ms);
     let idle_limit = Duration::from_millis(cfg.header_read_timeout_ms);
-    let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let zero_copy = cfg.zero_copy.then(|| delivery.metrics.zero_copy_bytes.clone());
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
