@@ -14,6 +14,7 @@
 # 0: HTTP/1.1 keep-alive pool, 2 connections per viewer), PART_MS (333) and SEGMENT_MS (2000)
 # for the origin's packager, VIDEO_KBPS (48), AUDIO_KBPS (16) and SIZE (160x90) for the source
 # (every viewer receives the whole stream: 10,000 × 64 kbit/s is 640 Mbit/s through loopback),
+# EDGE_THREADS (0: one per CPU; the edge's `http.delivery.threads`),
 # BASE_PORT (29500; uses BASE_PORT..+20 on 127.0.0.1), SKIP_BUILD=1 to use the release binaries
 # in target/. Everything it starts runs from a temporary directory and is stopped by PID.
 set -euo pipefail
@@ -113,6 +114,7 @@ drain_seconds = 1
 listen = "127.0.0.1:$EDGE_HTTP"
 [http.delivery]
 max_connections = 30000
+threads = ${EDGE_THREADS:-0}
 [admin]
 listen = "127.0.0.1:$EDGE_ADMIN"
 [upstream]
