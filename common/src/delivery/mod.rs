@@ -9,8 +9,8 @@
 //!   segments served as their parts' chunks.
 //! - `body`: [`DeliveryBody`].
 //! - `metrics`: request, byte and blocking-reload counters.
-//! - `server`: [`serve`]: the accept loop (HTTP/1.1 and HTTP/2, optional TLS, bounded
-//!   connections, graceful drain).
+//! - `server`: [`serve`]: the accept loops (HTTP/1.1 and HTTP/2, optional TLS, bounded
+//!   connections, graceful drain), one per HTTP thread (`DeliveryConfig::threads`).
 //! - `idle`: closing connections that carry no request (never sent one, went quiet, or send
 //!   their headers too slowly).
 //! - `web`: the browser-facing routes: the watch page `/watch/{channel}`, its script and
