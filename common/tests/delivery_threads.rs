@@ -32,57 +32,45 @@ impl Access for ThreadNames {
     }
 }
 
-/// Opens `n` connections at once, each asking for the playlist; returns their statuses.
-async fn playlists_on_fresh_connections(srv: &Server, n: usize) -> Vec<StatusCode> {
+/// Serves with `threads`, opens `n` connections at once, each asking for the playlist, and
+/// returns the names of the threads that checked the requests.
+async fn threads_serving(threads: usize, n: usize) -> BTreeSet<String> {
+    let names = Arc::new(ThreadNames::default());
+    let access = names.clone();
+    let cfg = DeliveryConfig { threads, ..Default::default() };
+    let srv = start_with(cfg, |d| d.with_access(access)).await;
+    let r = srv.source();
+    init(&r);
+    segments(&r, 0, 2);
+
     let mut asks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let url = srv.url("/live/live1/source/index.m3u8");
         asks.spawn(async move { get(&client(), &url).await.status });
     }
-    let mut statuses = Vec::new();
-    while let Some(s) = asks.join_next().await {
-        statuses.push(s.unwrap());
+    while let Some(status) = asks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
     }
-    statuses
+    srv.stop().await;
+    let seen = names.0.lock().unwrap().clone();
+    seen
 }
 
 #[tokio::test]
 async fn connections_are_served_by_the_configured_threads() {
-    let names = Arc::new(ThreadNames::default());
-    let access = names.clone();
-    let cfg = DeliveryConfig { threads: 2, ..Default::default() };
-    let srv = start_with(cfg, |d| d.with_access(access)).await;
-    let r = srv.source();
-    init(&r);
-    segments(&r, 0, 2);
-
-    let statuses = playlists_on_fresh_connections(&srv, 64).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
-    let seen = names.0.lock().unwrap().clone();
+    let seen = threads_serving(2, 64).await;
     assert!(!seen.is_empty());
     assert!(
         seen.iter().all(|n| n == "http-0" || n == "http-1"),
         "requests checked only on the two HTTP threads: {seen:?}"
     );
-    srv.stop().await;
 }
 
 #[tokio::test]
 async fn one_thread_serves_on_the_callers_runtime() {
-    let names = Arc::new(ThreadNames::default());
-    let access = names.clone();
-    let cfg = DeliveryConfig { threads: 1, ..Default::default() };
-    let srv = start_with(cfg, |d| d.with_access(access)).await;
-    let r = srv.source();
-    init(&r);
-    segments(&r, 0, 2);
-
-    let statuses = playlists_on_fresh_connections(&srv, 8).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let seen = threads_serving(1, 8).await;
     let test_thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
-    let seen = names.0.lock().unwrap().clone();
     assert_eq!(seen, BTreeSet::from([test_thread]), "served on the test's own runtime");
-    srv.stop().await;
 }
 
 #[tokio::test]
