@@ -52,8 +52,8 @@ async fn threads_serving(threads: usize, n: usize) -> BTreeSet<String> {
         assert_eq!(status.unwrap(), StatusCode::OK);
     }
     srv.stop().await;
-    let seen = names.0.lock().unwrap().clone();
-    seen
+    let seen = names.0.lock().unwrap();
+    seen.clone()
 }
 
 #[tokio::test]
