@@ -98,14 +98,13 @@ async fn an_aborted_server_closes_its_connections_at_once() {
         .await
         .expect("the held connection is closed within 10 s of the abort, not held for a minute");
     assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer: {read:?}");
-    let refused = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if TcpStream::connect(srv.addr).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    let addr = srv.addr;
+    let refused = || async move { TcpStream::connect(addr).await.is_err().then_some(()) };
+    skyrelay_testkit::poll_for(
+        "the listener to close after the abort",
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        refused,
+    )
     .await;
-    assert!(refused.is_ok(), "the listener is closed after the abort");
 }
