@@ -55,6 +55,9 @@ const hardStop = setTimeout(() => {
   process.exit(2);
 }, timeoutMs + 120000);
 
+// Samples of the player while it plays, and a gap between two that counts as a freeze.
+const SAMPLE_MS = 250;
+const FREEZE_MS = 2000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const snapshot = (page) => page.evaluate(() => JSON.parse(JSON.stringify(window.skyrelayStats || null)));
 const fmt = (x) => (!isFinite(x) ? 'none' : Number.isInteger(x) ? String(x) : x.toFixed(3));
@@ -97,9 +100,19 @@ async function watch(browser, consoleLog) {
   let stats = null;
   let stallSeen = 0;
   let lastStallAt = -Infinity;
+  // A gap between samples far beyond the 250 ms pace means the browser (or the whole machine)
+  // was starved: the page's clock ran while its video could not, and the player may not have
+  // reported the stall yet. Latency is judged only once steady again, as after a stall.
+  let lastSampleAt = null;
+  r.freezes = 0;
   while (Date.now() < deadline) {
     stats = await snapshot(page);
     const now = Date.now();
+    if (lastSampleAt !== null && now - lastSampleAt > FREEZE_MS) {
+      r.freezes += 1;
+      lastStallAt = now;
+    }
+    lastSampleAt = now;
     if (stats && stats.stalls > stallSeen) {
       stallSeen = stats.stalls;
       lastStallAt = now;
@@ -129,7 +142,7 @@ async function watch(browser, consoleLog) {
       // After a stall, go on until playback has been steady for a while again.
       if (r.played_s >= wantSeconds && now - lastStallAt > 8000) break;
     }
-    await sleep(250);
+    await sleep(SAMPLE_MS);
   }
   await page.screenshot({ path: opts.screenshot });
   stats = await snapshot(page);
