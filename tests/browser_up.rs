@@ -42,6 +42,8 @@ async fn watch(name: &str, url: &str) {
     let played = r.number("played_s");
     assert!(played >= MIN_ADVANCE_S, "{name}: currentTime advanced {played:.2} s:\n{report}");
     assert_eq!(get("fatal_errors"), "0", "{name}: fatal player errors:\n{report}");
+    // One stall is tolerated below, and with it the request the player cancels to get over
+    // it (watch.mjs counts that as `recovery_aborts`, not in `other_errors`/`console_errors`).
     assert_eq!(get("other_errors"), "0", "{name}: player errors:\n{report}");
     assert_eq!(get("console_errors"), "0", "{name}: console errors or failed requests:\n{report}");
     assert!(r.number("stalls") <= 1.0, "{name}: stalls:\n{report}");

@@ -86,7 +86,8 @@ async fn chromium_plays_the_watch_page_from_an_edge() {
     assert_eq!(get("console_errors"), "0", "console errors or failed requests:\n{report}");
     // One stall (the buffer of a 1 s target latency running dry while the machine is busy)
     // is tolerated; latency is then judged once playback is steady again (also after the
-    // browser was starved of CPU for seconds: `freezes` in the report, see watch.mjs).
+    // browser was starved of CPU for seconds: `freezes` in the report, see watch.mjs). The
+    // request the player cancels to get over that stall is `recovery_aborts`, not an error.
     let stalls = r.number("stalls");
     assert!(stalls <= 1.0, "{stalls} stalls:\n{report}");
     assert!(r.number("steady_samples") >= 8.0, "too few latency samples:\n{report}");
