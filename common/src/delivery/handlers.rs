@@ -15,7 +15,7 @@ use http::header::{
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, CACHE_CONTROL,
     CONTENT_LENGTH, CONTENT_TYPE, VARY,
 };
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use super::body::{BodyError, DeliveryBody};
@@ -28,7 +28,7 @@ use crate::window::{ChunkAt, LiveWindow, PartRef};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const INIT_TYPE: &str = "video/mp4";
-const MEDIA_TYPE: &str = "video/iso.segment";
+pub(super) const MEDIA_TYPE: &str = "video/iso.segment";
 const NO_CACHE: &str = "no-cache";
 /// Header naming why a request was refused.
 pub const DENIED_HEADER: &str = "x-skyrelay-denied";
@@ -38,7 +38,7 @@ type Resp = Response<DeliveryBody>;
 /// Most headers a delivery response carries (content type and length, cache control, CORS,
 /// node and region, …): the map is made this large at once instead of growing and rehashing
 /// once per response.
-const RESPONSE_HEADERS: usize = 10;
+pub(super) const RESPONSE_HEADERS: usize = 10;
 
 fn response(body: DeliveryBody) -> Resp {
     let mut r = Response::new(body);
@@ -138,17 +138,9 @@ impl Delivery {
         let head = req.method() == Method::HEAD;
         let (kind, mut resp) = self.route(&req, client).await;
         self.metrics.request(kind, resp.status());
-        let h = resp.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone());
-        h.insert(
-            ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "Content-Length, Age, X-Skyrelay-Denied, X-Skyrelay-Node, X-Skyrelay-Region",
-            ),
-        );
-        self.web.identify(h);
-        if self.cors_origin != "*" {
-            h.insert(VARY, HeaderValue::from_static("Origin"));
+        // Media responses start from a template that has them already.
+        if !resp.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+            self.add_common_headers(resp.headers_mut());
         }
         // hyper writes Content-Length itself from the body's exact size (HTTP/1.1 and
         // HTTP/2); a HEAD answer has no body to take it from.
@@ -163,6 +155,29 @@ impl Delivery {
             );
         }
         resp.map(|b| b.counted(self.metrics.bytes(kind), active))
+    }
+
+    /// The headers every response carries: CORS, node and region.
+    pub(super) fn add_common_headers(&self, h: &mut HeaderMap) {
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone());
+        h.insert(
+            ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(
+                "Content-Length, Age, X-Skyrelay-Denied, X-Skyrelay-Node, X-Skyrelay-Region",
+            ),
+        );
+        self.web.identify(h);
+        if self.cors_origin != "*" {
+            h.insert(VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+
+    /// A part or segment: its header map is a copy of one made at start (type, immutable
+    /// caching and the common headers), cheaper than inserting each for every response.
+    fn media(&self, body: DeliveryBody) -> Resp {
+        let mut r = Response::new(body);
+        *r.headers_mut() = self.media_headers.clone();
+        r
     }
 
     async fn route<B>(&self, req: &Request<B>, client: IpAddr) -> (Kind, Resp) {
@@ -346,7 +361,7 @@ impl Delivery {
         if let Some(objects) = r.objects()
             && let Some(whole) = objects.get(r.id(), msn).await
         {
-            return ok(DeliveryBody::full(whole), MEDIA_TYPE, self.immutable.clone());
+            return self.media(DeliveryBody::full(whole));
         }
         // Wait (bounded) for a segment that is being written or about to be: the open one,
         // the next two, or any while the window is still empty (an edge that has just
@@ -364,7 +379,7 @@ impl Delivery {
             // A fresh edge backfilling: fetch the segment upstream rather than wait for the
             // history to arrive oldest first.
             None if !r.is_filled() => match Box::pin(self.fetch_segment(r, msn)).await {
-                Some(body) => return ok(body, MEDIA_TYPE, self.immutable.clone()),
+                Some(body) => return self.media(body),
                 None => match r.wait_for_parts(Instant::now() + self.hold(r), lookup).await {
                     Some(found) => found,
                     None => return text(StatusCode::SERVICE_UNAVAILABLE, "segment not complete in time"),
@@ -380,7 +395,7 @@ impl Delivery {
             && r.read(|w| w.oldest_msn().is_some_and(|o| msn < o))
             && let Some(body) = Box::pin(self.fetch_segment(r, msn)).await
         {
-            return ok(body, MEDIA_TYPE, self.immutable.clone());
+            return self.media(body);
         }
         let body = match (found, r.objects()) {
             // One contiguous buffer, made once and shared: a single body frame.
@@ -394,7 +409,7 @@ impl Delivery {
             (Some(chunks), None) => DeliveryBody::chunks(chunks),
             (None, _) => return text(StatusCode::NOT_FOUND, "segment not in the live window"),
         };
-        ok(body, MEDIA_TYPE, self.immutable.clone())
+        self.media(body)
     }
 
     /// Segment `msn` fetched upstream through the object cache (one fetch for concurrent
@@ -444,12 +459,10 @@ impl Delivery {
             }
         }
         match state {
-            PartState::Complete(chunks) => {
-                ok(DeliveryBody::chunks(chunks), MEDIA_TYPE, self.immutable.clone())
-            }
+            PartState::Complete(chunks) => self.media(DeliveryBody::chunks(chunks)),
             PartState::Open => {
                 let hold = self.hold(&r);
-                ok(stream_part(r, msn, part, hold), MEDIA_TYPE, self.immutable.clone())
+                self.media(stream_part(r, msn, part, hold))
             }
             PartState::Wait | PartState::Missing => {
                 text(StatusCode::NOT_FOUND, "part not in the live window")
@@ -563,5 +576,52 @@ mod tests {
             _ => unreachable!("chunk 1 is held"),
         };
         assert_eq!(one.as_ptr(), held.as_ptr(), "the window's own buffer");
+    }
+
+    /// Parts and segments (headers from the template) carry the same common headers as any
+    /// other response: CORS (with `Vary` for a named origin), node and region.
+    #[tokio::test]
+    async fn media_responses_carry_the_common_headers() {
+        let hub = Arc::new(crate::hub::Hub::new(WindowConfig::default()));
+        let cfg = super::super::DeliveryConfig {
+            node_name: "edge-eu-1".into(),
+            region: "eu".into(),
+            cors_allow_origin: "https://player.example".into(),
+            ..Default::default()
+        };
+        let d = Delivery::new(hub.clone(), cfg, &prometheus::Registry::new(), "media_test").unwrap();
+        let r = hub.open("ch", "source").unwrap();
+        let info = RenditionInfo {
+            name: "source".into(),
+            codecs: "avc1.64001f".into(),
+            bandwidth: 1_000_000,
+            resolution: None,
+            frame_rate: None,
+            has_video: true,
+            has_audio: false,
+        };
+        r.apply(MediaEvent::Init { info, bytes: Bytes::from_static(b"init") }, 0).unwrap();
+        for part in 0..2 {
+            let bytes = Bytes::from_static(b"media");
+            r.apply(MediaEvent::Chunk { msn: 0, part, independent: part == 0, bytes }, 0).unwrap();
+            r.apply(MediaEvent::PartEnd { msn: 0, part, duration: 0.5, ends_segment: part == 1 }, 0).unwrap();
+        }
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        for path in
+            ["/live/ch/source/seg-0.m4s", "/live/ch/source/part-0.1.m4s", "/live/ch/source/index.m3u8"]
+        {
+            let resp = d.handle(Request::get(path).body(()).unwrap(), ip).await;
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let h = resp.headers();
+            let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            assert_eq!(get("access-control-allow-origin"), "https://player.example", "{path}");
+            assert_eq!(get("vary"), "Origin", "{path}");
+            assert!(get("access-control-expose-headers").contains("X-Skyrelay-Node"), "{path}");
+            assert_eq!((get("x-skyrelay-node"), get("x-skyrelay-region")), ("edge-eu-1".into(), "eu".into()));
+            if path.ends_with(".m4s") {
+                assert_eq!(get("content-type"), MEDIA_TYPE, "{path}");
+                assert_eq!(get("cache-control"), "public, max-age=300, immutable", "{path}");
+            }
+        }
     }
 }

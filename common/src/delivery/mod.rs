@@ -238,6 +238,8 @@ pub struct Delivery {
     cfg: DeliveryConfig,
     cors_origin: http::HeaderValue,
     immutable: http::HeaderValue,
+    /// Headers of every part and segment response (see `handlers::media`).
+    media_headers: http::HeaderMap,
     source: Option<Arc<dyn ChannelSource>>,
     access: Option<Arc<dyn Access>>,
     vod: Option<Arc<dyn VodSource>>,
@@ -266,7 +268,24 @@ impl Delivery {
             .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
         let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
         let web = web::WebState::new(&cfg);
-        Ok(Delivery { hub, cfg, cors_origin, immutable, source: None, access: None, vod: None, metrics, web })
+        let mut delivery = Delivery {
+            hub,
+            cfg,
+            cors_origin,
+            immutable,
+            media_headers: http::HeaderMap::new(),
+            source: None,
+            access: None,
+            vod: None,
+            metrics,
+            web,
+        };
+        let mut h = http::HeaderMap::with_capacity(handlers::RESPONSE_HEADERS);
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(handlers::MEDIA_TYPE));
+        h.insert(http::header::CACHE_CONTROL, delivery.immutable.clone());
+        delivery.add_common_headers(&mut h);
+        delivery.media_headers = h;
+        Ok(delivery)
     }
 
     /// Channels missing from the hub are requested from `source` (edges).
