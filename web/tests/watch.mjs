@@ -187,10 +187,9 @@ async function watch(browser, consoleLog) {
   // the player itself cancels while it recovers from that (see `recoveryAbort`).
   const errors = stats ? stats.errors : [];
   const recovering = recoveryAbort(errors);
-  const aborts = errors.filter(recovering).length + consoleLog.filter(recovering).length;
   r.other_errors = errors.filter((e) => !STALL.includes(e.details) && !recovering(e)).length;
   r.fatal_errors = errors.filter((e) => e.fatal).length;
-  r.recovery_aborts = aborts;
+  r.recovery_aborts = errors.filter(recovering).length + consoleLog.filter(recovering).length;
   r.hls_version = await page.evaluate(() => (window.Hls ? window.Hls.version : 'none'));
   r.master_requests = masters.length;
   if (token) {
@@ -202,7 +201,7 @@ async function watch(browser, consoleLog) {
   r.console_errors = consoleLog.filter((e) => !recovering(e)).length;
   if (opts['cut-seconds']) Object.assign(r, await networkCut(page, Number(opts['cut-seconds'])));
   await page.close();
-  return { r, errors: stats ? stats.errors : [], timeline };
+  return { r, errors, timeline };
 }
 
 // The browser loses the network for a while (after the figures above are taken): the page

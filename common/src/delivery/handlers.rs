@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::body::{BodyError, DeliveryBody};
 use super::metrics::{ActiveGuard, ReloadOutcome};
 use super::routes::{Kind, Query, Route, parse_path, parse_query};
+use super::web::WebState;
 use super::{Delivery, Denied, SourceError};
 use crate::hub::{Rendition, coalesce};
 use crate::playlist::write_master_playlist;
@@ -28,7 +29,7 @@ use crate::window::{ChunkAt, LiveWindow, PartRef};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const INIT_TYPE: &str = "video/mp4";
-pub(super) const MEDIA_TYPE: &str = "video/iso.segment";
+const MEDIA_TYPE: &str = "video/iso.segment";
 const NO_CACHE: &str = "no-cache";
 /// Header naming why a request was refused.
 pub const DENIED_HEADER: &str = "x-skyrelay-denied";
@@ -38,7 +39,7 @@ type Resp = Response<DeliveryBody>;
 /// Most headers a delivery response carries (content type and length, cache control, CORS,
 /// node and region, …): the map is made this large at once instead of growing and rehashing
 /// once per response.
-pub(super) const RESPONSE_HEADERS: usize = 10;
+const RESPONSE_HEADERS: usize = 10;
 
 fn response(body: DeliveryBody) -> Resp {
     let mut r = Response::new(body);
@@ -62,6 +63,31 @@ pub(super) fn ok(body: DeliveryBody, content_type: &'static str, cache: HeaderVa
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert(CACHE_CONTROL, cache);
     r
+}
+
+/// The headers every response carries: CORS (`cors_origin`), node and region.
+fn add_common_headers(h: &mut HeaderMap, cors_origin: &HeaderValue, web: &WebState) {
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, cors_origin.clone());
+    h.insert(
+        ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "Content-Length, Age, X-Skyrelay-Denied, X-Skyrelay-Node, X-Skyrelay-Region",
+        ),
+    );
+    web.identify(h);
+    if cors_origin != "*" {
+        h.insert(VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// The headers of every part and segment response, made once per [`Delivery`]: the media
+/// type, `immutable` caching and the common headers.
+pub(super) fn media_headers(immutable: &HeaderValue, cors_origin: &HeaderValue, web: &WebState) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(RESPONSE_HEADERS);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
+    h.insert(CACHE_CONTROL, immutable.clone());
+    add_common_headers(&mut h, cors_origin, web);
+    h
 }
 
 fn denied(d: Denied) -> Resp {
@@ -140,7 +166,7 @@ impl Delivery {
         self.metrics.request(kind, resp.status());
         // Media responses start from a template that has them already.
         if !resp.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
-            self.add_common_headers(resp.headers_mut());
+            add_common_headers(resp.headers_mut(), &self.cors_origin, &self.web);
         }
         // hyper writes Content-Length itself from the body's exact size (HTTP/1.1 and
         // HTTP/2); a HEAD answer has no body to take it from.
@@ -155,21 +181,6 @@ impl Delivery {
             );
         }
         resp.map(|b| b.counted(self.metrics.bytes(kind), active))
-    }
-
-    /// The headers every response carries: CORS, node and region.
-    pub(super) fn add_common_headers(&self, h: &mut HeaderMap) {
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone());
-        h.insert(
-            ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static(
-                "Content-Length, Age, X-Skyrelay-Denied, X-Skyrelay-Node, X-Skyrelay-Region",
-            ),
-        );
-        self.web.identify(h);
-        if self.cors_origin != "*" {
-            h.insert(VARY, HeaderValue::from_static("Origin"));
-        }
     }
 
     /// A part or segment: its header map is a copy of one made at start (type, immutable
@@ -539,9 +550,8 @@ mod tests {
     use crate::media::{MediaEvent, RenditionInfo};
     use crate::window::WindowConfig;
 
-    fn window_with_open_part(chunks: &[&'static [u8]]) -> LiveWindow {
-        let mut w = LiveWindow::new(WindowConfig::default());
-        let info = RenditionInfo {
+    fn video_only() -> RenditionInfo {
+        RenditionInfo {
             name: "source".into(),
             codecs: "avc1.64001f".into(),
             bandwidth: 1_000_000,
@@ -549,7 +559,12 @@ mod tests {
             frame_rate: None,
             has_video: true,
             has_audio: false,
-        };
+        }
+    }
+
+    fn window_with_open_part(chunks: &[&'static [u8]]) -> LiveWindow {
+        let mut w = LiveWindow::new(WindowConfig::default());
+        let info = video_only();
         w.apply(MediaEvent::Init { info, bytes: Bytes::from_static(b"init") }, 0).unwrap();
         for c in chunks {
             let ev = MediaEvent::Chunk { msn: 0, part: 0, independent: true, bytes: Bytes::from_static(c) };
@@ -591,15 +606,7 @@ mod tests {
         };
         let d = Delivery::new(hub.clone(), cfg, &prometheus::Registry::new(), "media_test").unwrap();
         let r = hub.open("ch", "source").unwrap();
-        let info = RenditionInfo {
-            name: "source".into(),
-            codecs: "avc1.64001f".into(),
-            bandwidth: 1_000_000,
-            resolution: None,
-            frame_rate: None,
-            has_video: true,
-            has_audio: false,
-        };
+        let info = video_only();
         r.apply(MediaEvent::Init { info, bytes: Bytes::from_static(b"init") }, 0).unwrap();
         for part in 0..2 {
             let bytes = Bytes::from_static(b"media");

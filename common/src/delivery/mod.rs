@@ -268,24 +268,19 @@ impl Delivery {
             .map_err(|_| ConfigError::invalid("immutable_max_age_secs", "not a header value"))?;
         let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
         let web = web::WebState::new(&cfg);
-        let mut delivery = Delivery {
+        let media_headers = handlers::media_headers(&immutable, &cors_origin, &web);
+        Ok(Delivery {
             hub,
             cfg,
             cors_origin,
             immutable,
-            media_headers: http::HeaderMap::new(),
+            media_headers,
             source: None,
             access: None,
             vod: None,
             metrics,
             web,
-        };
-        let mut h = http::HeaderMap::with_capacity(handlers::RESPONSE_HEADERS);
-        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(handlers::MEDIA_TYPE));
-        h.insert(http::header::CACHE_CONTROL, delivery.immutable.clone());
-        delivery.add_common_headers(&mut h);
-        delivery.media_headers = h;
-        Ok(delivery)
+        })
     }
 
     /// Channels missing from the hub are requested from `source` (edges).
