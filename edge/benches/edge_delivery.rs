@@ -84,6 +84,9 @@ fn edge_child(args: &[String]) -> Result<(), String> {
     if let Ok(t) = std::env::var("HTTP_THREADS") {
         cfg.http.delivery.threads = t.parse().map_err(|e| format!("HTTP_THREADS {t}: {e}"))?;
     }
+    if let Ok(n) = std::env::var("NATIVE_HTTP1") {
+        cfg.http.delivery.native_http1 = n != "0";
+    }
     cfg.drain_seconds = 1;
     if std::env::var_os("RUST_LOG").is_some() {
         skyrelay_common::telemetry::init_logging("info", false);

@@ -33,6 +33,9 @@ const MEDIA_TYPE: &str = "video/iso.segment";
 const NO_CACHE: &str = "no-cache";
 /// Header naming why a request was refused.
 pub const DENIED_HEADER: &str = "x-skyrelay-denied";
+/// The request header fields the handlers read. A request on a connection served by `h1`
+/// reaches them with these fields only: a handler that reads another adds it here.
+pub(super) const READ_REQUEST_HEADERS: &[http::HeaderName] = &[ACCESS_CONTROL_REQUEST_HEADERS];
 
 type Resp = Response<DeliveryBody>;
 

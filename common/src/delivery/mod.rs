@@ -11,6 +11,8 @@
 //! - `metrics`: request, byte and blocking-reload counters.
 //! - `server`: [`serve`]: the accept loops (HTTP/1.1 and HTTP/2, optional TLS, bounded
 //!   connections, graceful drain), one per HTTP thread (`DeliveryConfig::threads`).
+//! - `h1`: plain-TCP HTTP/1.1 connections served without hyper's general path
+//!   (`DeliveryConfig::native_http1`); HTTP/2 and TLS connections go through hyper.
 //! - `idle`: closing connections that carry no request (never sent one, went quiet, or send
 //!   their headers too slowly).
 //! - `web`: the browser-facing routes: the watch page `/watch/{channel}`, its script and
@@ -19,6 +21,7 @@
 //!   recordings' storage, an edge fetches from origins and caches).
 
 mod body;
+mod h1;
 mod handlers;
 mod idle;
 mod metrics;
@@ -109,6 +112,10 @@ pub struct DeliveryConfig {
     /// Threads that accept and serve viewers' connections, each with a single-threaded
     /// runtime of its own; 0: one per CPU; 1: the node's own runtime serves them.
     pub threads: usize,
+    /// Serve plain-TCP HTTP/1.1 connections with Skyrelay's own connection handling (`h1`),
+    /// lighter per request than hyper's; false: hyper serves them too. TLS connections and
+    /// HTTP/2 are always served by hyper.
+    pub native_http1: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -127,6 +134,7 @@ impl Default for DeliveryConfig {
             node_name: String::new(),
             region: String::new(),
             threads: 0,
+            native_http1: true,
         }
     }
 }

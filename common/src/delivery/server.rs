@@ -6,19 +6,24 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::Delivery;
 use super::idle::{Activity, close_when_idle};
+use super::{Delivery, DeliveryBody, h1};
 use crate::zero_copy::ZeroCopyStream;
 
 /// Serves `delivery` on `listener` until `shutdown` completes, then stops accepting, lets
@@ -145,7 +150,10 @@ async fn accept_loop(
     let handshake_timeout = Duration::from_millis(cfg.tls_handshake_timeout_ms);
     let idle_limit = Duration::from_millis(cfg.header_read_timeout_ms);
     let zero_copy = cfg.zero_copy.then(|| delivery.metrics.zero_copy_bytes.clone());
+    let native_http1 = cfg.native_http1;
     let graceful = GracefulShutdown::new();
+    // Tells `h1` connections to close once their response in progress is sent.
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -172,62 +180,107 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let zero_copy = zero_copy.clone();
         let activity = Arc::new(Activity::default());
-        let requests = activity.clone();
+        let idle_activity = activity.clone();
+        let draining = draining.clone();
         let connection = tasks.spawn(async move {
             let _permit = permit;
             let client = peer.ip();
-            let service = service_fn(move |req| {
-                let delivery = delivery.clone();
-                let request = requests.request();
-                async move {
-                    let mut resp = delivery.handle(req, client).await;
-                    resp.body_mut().hold_connection(request);
-                    Ok::<_, Infallible>(resp)
+            let served = match (acceptor, zero_copy) {
+                (None, Some(sent)) => {
+                    let io = ZeroCopyStream::new(stream, sent);
+                    serve_plain(io, native_http1, delivery, client, activity, draining, builder, watcher)
+                        .await
                 }
-            });
-            let connection = async {
-                match (acceptor, zero_copy) {
-                    (None, Some(sent)) => {
-                        let io = TokioIo::new(ZeroCopyStream::new(stream, sent));
-                        watcher.watch(builder.serve_connection(io, service).into_owned()).await
-                    }
-                    (None, None) => {
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), service).into_owned())
-                            .await
-                    }
-                    (Some(acceptor), _) => {
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => {
-                                watcher
-                                    .watch(builder.serve_connection(TokioIo::new(tls), service).into_owned())
-                                    .await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                Ok(())
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                Ok(())
-                            }
-                        }
-                    }
+                (None, None) => {
+                    serve_plain(stream, native_http1, delivery, client, activity, draining, builder, watcher)
+                        .await
                 }
+                (Some(acceptor), _) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => {
+                        let service = hyper_service(delivery, client, activity);
+                        watcher.watch(builder.serve_connection(TokioIo::new(tls), service).into_owned()).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        Ok(())
+                    }
+                },
             };
-            if let Err(e) = connection.await {
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
-        tokio::spawn(close_when_idle(activity, idle_limit, connection));
+        tokio::spawn(close_when_idle(idle_activity, idle_limit, connection));
     }
     drop(listener);
-    let drain = Duration::from_millis(cfg.drain_timeout_ms);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    let _ = drain.send(true);
+    let deadline = Duration::from_millis(cfg.drain_timeout_ms);
+    let finished = async {
+        graceful.shutdown().await;
+        while tasks.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(deadline, finished).await.is_err() {
         tracing::info!(open = tasks.len(), "drain deadline passed; closing remaining connections");
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+}
+
+/// The service hyper calls for each request of a connection it serves.
+fn hyper_service(
+    delivery: Arc<Delivery>,
+    client: IpAddr,
+    activity: Arc<Activity>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<DeliveryBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<DeliveryBody>, Infallible>> + Send + 'static,
+> + Send
++ 'static {
+    service_fn(move |req| {
+        let delivery = delivery.clone();
+        let request = activity.request();
+        async move {
+            let mut resp = delivery.handle(req, client).await;
+            resp.body_mut().hold_connection(request);
+            Ok::<_, Infallible>(resp)
+        }
+    })
+}
+
+/// A plain-TCP connection: served by `h1` (`native_http1`) unless it speaks HTTP/2, else
+/// by hyper.
+#[allow(clippy::too_many_arguments)]
+async fn serve_plain<S>(
+    io: S,
+    native_http1: bool,
+    delivery: Arc<Delivery>,
+    client: IpAddr,
+    activity: Arc<Activity>,
+    draining: tokio::sync::watch::Receiver<bool>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = if native_http1 {
+        match h1::serve_connection(io, &delivery, client, &activity, draining).await? {
+            h1::Served::Closed => return Ok(()),
+            h1::Served::Http2(io) => io,
+        }
+    } else {
+        h1::Rewind::new(Bytes::new(), io)
+    };
+    let service = hyper_service(delivery, client, activity);
+    watcher.watch(builder.serve_connection(TokioIo::new(io), service).into_owned()).await
 }
 
 async fn accept(
