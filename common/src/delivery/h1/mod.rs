@@ -46,8 +46,9 @@ const READ_CHUNK: usize = 4096;
 /// A request body up to this size is read and discarded (delivery takes none); a larger one,
 /// or one with a transfer coding, is refused with 413 and the connection closed.
 const MAX_DISCARDED_BODY: u64 = 64 * 1024;
-/// Most buffers in one vectored write.
-const MAX_SLICES: usize = 64;
+/// Most buffers in one vectored write (a segment from the object cache is one buffer; a
+/// part is a few).
+const MAX_SLICES: usize = 16;
 
 /// How a connection ended.
 pub(crate) enum Served<S> {
@@ -65,11 +66,18 @@ pub(crate) async fn serve_connection<S>(
     delivery: &Delivery,
     client: IpAddr,
     activity: &Arc<Activity>,
-    mut draining: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
 ) -> std::io::Result<Served<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // One wait for the drain for the whole connection: made again for every request, its
+    // registration and removal would be paid on every kept-alive wait.
+    let mut drain_wait = draining.clone();
+    let drained = async move {
+        let _ = drain_wait.wait_for(|d| *d).await;
+    };
+    tokio::pin!(drained);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(512);
     let mut frames = Vec::new();
@@ -105,7 +113,7 @@ where
                 tokio::select! {
                     biased;
                     n = io.read_buf(&mut buf) => n?,
-                    _ = draining.wait_for(|d| *d) => return Ok(Served::Closed),
+                    () = &mut drained => return Ok(Served::Closed),
                 }
             } else {
                 io.read_buf(&mut buf).await?
