@@ -95,15 +95,21 @@ async fn closed(conn: &mut Conn) -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await, Ok(Ok(0)))
 }
 
+/// A server with the test channel's rendition open and its init segment applied.
+async fn serving() -> (Server, std::sync::Arc<skyrelay_common::hub::Rendition>) {
+    let srv = start(DeliveryConfig::default()).await;
+    let r = srv.source();
+    init(&r);
+    (srv, r)
+}
+
 fn segment_bytes(msn: u64) -> Vec<u8> {
     (0..4).flat_map(|p| (0..2).flat_map(move |c| chunk_bytes(msn, p, c).to_vec())).collect()
 }
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
-    let srv = start(DeliveryConfig::default()).await;
-    let r = srv.source();
-    init(&r);
+    let (srv, r) = serving().await;
     segments(&r, 10, 13);
     let mut conn = connect(&srv).await;
     conn.get_mut()
@@ -135,9 +141,7 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 
 #[tokio::test]
 async fn http10_closes_unless_asked_and_streams_until_close() {
-    let srv = start(DeliveryConfig::default()).await;
-    let r = srv.source();
-    init(&r);
+    let (srv, r) = serving().await;
     segments(&r, 10, 12);
     part(&r, 12, 0, false);
     chunk(&r, 12, 1, 0);
@@ -170,9 +174,7 @@ async fn http10_closes_unless_asked_and_streams_until_close() {
 
 #[tokio::test]
 async fn an_open_part_is_sent_in_chunks_and_the_connection_kept() {
-    let srv = start(DeliveryConfig::default()).await;
-    let r = srv.source();
-    init(&r);
+    let (srv, r) = serving().await;
     segments(&r, 10, 12);
     chunk(&r, 12, 0, 0);
     let mut conn = connect(&srv).await;
@@ -205,9 +207,7 @@ async fn an_open_part_is_sent_in_chunks_and_the_connection_kept() {
 
 #[tokio::test]
 async fn bad_heads_and_bodies_close_only_their_connection() {
-    let srv = start(DeliveryConfig::default()).await;
-    let r = srv.source();
-    init(&r);
+    let (srv, r) = serving().await;
     segments(&r, 10, 12);
     let mut bystander = connect(&srv).await;
     bystander.get_mut().write_all(b"GET /live/live1/source/seg-10.m4s HTTP/1.1\r\n\r\n").await.unwrap();
@@ -268,9 +268,7 @@ async fn http2_with_prior_knowledge_and_the_hyper_path_still_serve() {
 
 #[tokio::test]
 async fn a_drain_closes_idle_connections_and_finishes_the_response_in_progress() {
-    let srv = start(DeliveryConfig::default()).await;
-    let r = srv.source();
-    init(&r);
+    let (srv, r) = serving().await;
     segments(&r, 10, 12);
     chunk(&r, 12, 0, 0);
     let mut idle = connect(&srv).await;

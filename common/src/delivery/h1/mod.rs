@@ -25,8 +25,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version};
+use http::{Method, Request, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -171,21 +170,23 @@ where
     *req.uri_mut() = head.uri;
     *req.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
     *req.headers_mut() = head.headers;
-    let (parts, mut body) = delivery.handle(req, client).await.into_parts();
+    let (parts, body) = delivery.handle(req, client).await.into_parts();
     let framing = Framing::of(parts.status, is_head, body.exact_len(), http10);
     let keep_alive = keep_alive && framing != Framing::UntilClose && !*draining.borrow();
     out.clear();
     with_date(|date| write_head(out, parts.status, &parts.headers, framing, keep_alive, http10, date));
-    send_body(io, out, &mut body, framing, frames).await?;
+    send_body(io, out, body, framing, frames).await?;
     Ok(keep_alive)
 }
 
 /// Writes `head` and then `body` framed as `framing`. Buffers of a body of known length go
-/// out together with the head, up to [`MAX_SLICES`] per write.
+/// out together with the head, up to [`MAX_SLICES`] per write. The body is dropped (ending
+/// the request's count as active) once its last buffer is taken, before the last write, as
+/// hyper does: a client that has read the response never sees its request still active.
 async fn send_body<S>(
     io: &mut S,
     head: &[u8],
-    body: &mut DeliveryBody,
+    body: DeliveryBody,
     framing: Framing,
     frames: &mut Vec<Bytes>,
 ) -> std::io::Result<()>
@@ -193,20 +194,26 @@ where
     S: AsyncWrite + Unpin,
 {
     match framing {
-        Framing::NoBody => io.write_all(head).await,
+        Framing::NoBody => {
+            drop(body);
+            io.write_all(head).await
+        }
         Framing::Length(_) => {
+            let mut body = body;
             frames.clear();
             while let Some(frame) = body.frame().await {
                 if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
                     frames.push(data);
                 }
             }
+            drop(body);
             let mut pieces = std::iter::once(head).chain(frames.iter().map(|b| &b[..]));
             let result = write_pieces(io, &mut pieces).await;
             frames.clear();
             result
         }
         Framing::Chunked | Framing::UntilClose => {
+            let mut body = body;
             let chunked = framing == Framing::Chunked;
             let mut head = Some(head);
             while let Some(frame) = body.frame().await {
@@ -220,6 +227,7 @@ where
                 let mut pieces = head.take().into_iter().chain(framed);
                 write_pieces(io, &mut pieces).await?;
             }
+            drop(body);
             let end: &[u8] = if chunked { LAST_CHUNK } else { &[] };
             let mut pieces = head.take().into_iter().chain([end]);
             write_pieces(io, &mut pieces).await
@@ -276,20 +284,17 @@ where
     }
 }
 
-/// Answers `status` with `message` as plain text and closes (nothing else is read).
+/// Answers `status` with `message` as plain text (the handlers' own error response) and
+/// closes (nothing else is read).
 async fn refuse<S>(io: &mut S, out: &mut Vec<u8>, status: StatusCode, message: &str)
 where
     S: AsyncWrite + Unpin,
 {
-    let body = format!("{message}\n");
-    let mut headers = HeaderMap::with_capacity(2);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let (parts, body) = handlers::text(status, message).into_parts();
+    let framing = Framing::of(parts.status, false, body.exact_len(), false);
     out.clear();
-    let framing = Framing::Length(body.len() as u64);
-    with_date(|date| write_head(out, status, &headers, framing, false, false, date));
-    out.extend_from_slice(body.as_bytes());
-    let _ = io.write_all(out).await;
+    with_date(|date| write_head(out, parts.status, &parts.headers, framing, false, false, date));
+    let _ = send_body(io, out, body, framing, &mut Vec::new()).await;
     let _ = io.shutdown().await;
 }
 
