@@ -151,14 +151,38 @@ fn lookup(buf: &IoSlice<'_>) -> Option<(Arc<File>, u64)> {
 
 /// A plain-TCP connection whose vectored writes send backed slices with `sendfile`.
 /// `sent` counts the bytes sent that way.
+///
+/// The socket is corked (`TCP_CORK`) from a backed slice's response head to the end of the
+/// slice. `sendfile` hands TCP a segment 64 KiB at a time and releases the socket between
+/// batches; with `TCP_NODELAY` on (as delivery sockets are), an acknowledgement processed
+/// there pushes whatever partial packet is queued, so an uncorked segment leaves in about one
+/// more packet per response (small ones, each a full trip through the stack on both ends).
+/// Corked, only full packets leave until the slice ends, and the uncork sends its tail.
 pub struct ZeroCopyStream {
     inner: TcpStream,
     sent: IntCounter,
+    corked: bool,
 }
 
 impl ZeroCopyStream {
     pub fn new(inner: TcpStream, sent: IntCounter) -> Self {
-        ZeroCopyStream { inner, sent }
+        ZeroCopyStream { inner, sent, corked: false }
+    }
+
+    /// Holds partial packets back until [`uncork`](Self::uncork). Best effort: a socket that
+    /// refuses stays as it is, and its packets only come out smaller.
+    fn cork(&mut self) {
+        if !self.corked {
+            self.corked = rustix::net::sockopt::set_tcp_cork(&self.inner, true).is_ok();
+        }
+    }
+
+    /// Sends what corking held back.
+    fn uncork(&mut self) {
+        if self.corked {
+            self.corked = false;
+            let _ = rustix::net::sockopt::set_tcp_cork(&self.inner, false);
+        }
     }
 
     /// Runs the non-blocking `send` when the socket is writable, until it does not block.
@@ -193,6 +217,7 @@ impl AsyncWrite for ZeroCopyStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.uncork();
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -208,29 +233,33 @@ impl AsyncWrite for ZeroCopyStream {
         };
         if let Some((file, offset)) = lookup(&bufs[first]) {
             let len = bufs[first].len();
+            self.cork();
             let sent = ready!(self.poll_send(cx, |s| {
                 let mut at = offset;
                 rustix::fs::sendfile(s, &*file, Some(&mut at), len)
             }))?;
             self.sent.inc_by(sent as u64);
+            // A partly sent slice stays corked: the caller writes the rest next.
+            if sent == len {
+                self.uncork();
+            }
             return Poll::Ready(Ok(sent));
         }
         let rest = &bufs[first + 1..];
         match rest.iter().position(|b| lookup(b).is_some()) {
-            // A response head before a backed body: MSG_MORE holds it back to leave in the
-            // same packets as the body's start rather than as a small packet of its own.
+            // A response head before a backed body: corked, it leaves in the same packet as
+            // the body's start rather than as a small packet of its own.
             Some(i) => {
+                self.cork();
                 let prefix = &bufs[first..first + 1 + i];
                 self.poll_send(cx, |s| {
-                    rustix::net::sendmsg(
-                        s,
-                        prefix,
-                        &mut Default::default(),
-                        SendFlags::MORE | SendFlags::NOSIGNAL,
-                    )
+                    rustix::net::sendmsg(s, prefix, &mut Default::default(), SendFlags::NOSIGNAL)
                 })
             }
-            None => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[first..]),
+            None => {
+                self.uncork();
+                Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[first..])
+            }
         }
     }
 
@@ -239,10 +268,12 @@ impl AsyncWrite for ZeroCopyStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.uncork();
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.uncork();
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -312,6 +343,44 @@ mod tests {
         stream.flush().await.unwrap();
         reader.await.unwrap();
         assert_eq!(sent.get(), body.len() as u64, "the whole body went out with sendfile, the head did not");
+    }
+
+    #[tokio::test]
+    async fn a_backed_slice_is_corked_from_its_head_to_its_end() {
+        let (server, mut client) = pair().await;
+        // A small send buffer: sendfile returns partway, several times.
+        rustix::net::sockopt::set_socket_send_buffer_size(&server, 16 * 1024).unwrap();
+        let sent = IntCounter::new("zc_test_cork", "test").unwrap();
+        let mut stream = ZeroCopyStream::new(server, sent.clone());
+        let corked = |s: &ZeroCopyStream| rustix::net::sockopt::tcp_cork(&s.inner).unwrap();
+        let segment = back(pattern(300_000, 5));
+        let head = Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n");
+        let expected: Vec<u8> = [head.as_ref(), segment.as_ref(), b"tail"].concat();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "received bytes differ from the buffers written");
+        });
+
+        let n = stream.write_vectored(&[IoSlice::new(&head), IoSlice::new(&segment)]).await.unwrap();
+        assert_eq!(n, head.len(), "the head goes alone, ahead of the sendfile");
+        assert!(corked(&stream), "corked from the head on");
+        let (mut at, mut partial_writes) = (0, 0);
+        while at < segment.len() {
+            let n = stream.write_vectored(&[IoSlice::new(&segment[at..])]).await.unwrap();
+            assert!(n > 0);
+            at += n;
+            if at < segment.len() {
+                partial_writes += 1;
+                assert!(corked(&stream), "still corked with {} bytes of the slice to go", segment.len() - at);
+            }
+        }
+        assert!(partial_writes > 0, "the small send buffer should have split the sendfile");
+        assert!(!corked(&stream), "uncorked once the slice is out: its last packet leaves now");
+        stream.write_all(b"tail").await.unwrap();
+        assert!(!corked(&stream));
+        reader.await.unwrap();
+        assert_eq!(sent.get(), segment.len() as u64);
     }
 
     #[tokio::test]
