@@ -122,5 +122,24 @@ pub fn table(runs: &[Run], seg_bytes: usize, pl_bytes: usize, clients: usize) ->
             fmt(r.cold.origin_ttfb),
         );
     }
+    let _ = writeln!(
+        t,
+        "\nRequests per server CPU-second, edge ÷ nginx within each run (odd runs measure the edge first, even runs nginx first):\n"
+    );
+    let per_run =
+        |t: &mut String, what: &str, e: fn(&Throughput) -> WrkResult, n: fn(&Throughput) -> WrkResult| {
+            let ratios: Vec<f64> = runs.iter().map(|r| e(&r.tp).per_cpu_s() / n(&r.tp).per_cpu_s()).collect();
+            let list: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let ahead = ratios.iter().filter(|r| **r >= 1.0).count();
+            let _ = writeln!(
+                t,
+                "- {what}: {} (median {:.2}×; edge ≥ nginx in {ahead} of {})",
+                list.join(" "),
+                median(&ratios),
+                ratios.len()
+            );
+        };
+    per_run(&mut t, "segment", |t| t.edge_segment, |t| t.nginx_segment);
+    per_run(&mut t, "playlist", |t| t.edge_playlist, |t| t.nginx_playlist);
     t
 }

@@ -106,14 +106,25 @@ pub fn throughput(
     seconds: u64,
     edge_pid: u32,
     nginx_pid: u32,
+    nginx_first: bool,
 ) -> Result<Throughput, String> {
     let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
-    Ok(Throughput {
-        edge_segment: procs::wrk(&url(ports.edge_http, seg_path), seconds, edge_pid)?,
-        nginx_segment: procs::wrk(&url(ports.nginx_static, seg_path), seconds, nginx_pid)?,
-        edge_playlist: procs::wrk(&url(ports.edge_http, pl_path), seconds, edge_pid)?,
-        nginx_playlist: procs::wrk(&url(ports.nginx_static, pl_path), seconds, nginx_pid)?,
-    })
+    // One server right after the other on the same path; which goes first alternates between
+    // runs, so a drift of the machine within a pair does not always favour the same server.
+    let pair = |path: &str| -> Result<(WrkResult, WrkResult), String> {
+        let edge = || procs::wrk(&url(ports.edge_http, path), seconds, edge_pid);
+        let nginx = || procs::wrk(&url(ports.nginx_static, path), seconds, nginx_pid);
+        if nginx_first {
+            let n = nginx()?;
+            Ok((edge()?, n))
+        } else {
+            let e = edge()?;
+            Ok((e, nginx()?))
+        }
+    };
+    let (edge_segment, nginx_segment) = pair(seg_path)?;
+    let (edge_playlist, nginx_playlist) = pair(pl_path)?;
+    Ok(Throughput { edge_segment, nginx_segment, edge_playlist, nginx_playlist })
 }
 
 /// Time to first byte of many clients asking at once, in ms.
