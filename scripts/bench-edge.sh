@@ -14,7 +14,7 @@
 #   RUNS=5 WRK_SECONDS=15 ./scripts/bench-edge.sh
 #
 # Environment: RUNS (3), BASE_PORT (29500; uses BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10),
-# LATENCY_SECONDS (10), CLIENTS (256), OUT (target/bench-edge); ONLY=cold runs only (3) and prints
+# WRK_WARMUP_SECONDS (3: a discarded wrk on the same URL before each measured one), LATENCY_SECONDS (10), CLIENTS (256), OUT (target/bench-edge); ONLY=cold runs only (3) and prints
 # its figures per run (RUST_LOG=skyrelay_common::relay=debug adds the relay timeline).
 # ONLY=serve starts the origin, the warmed edge and nginx, prints their PIDs and URLs and keeps
 # them up until stdin closes (for perf/strace by hand; run it in a terminal, not in the background).
@@ -23,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export RUNS=${RUNS:-3} BASE_PORT=${BASE_PORT:-29500} WRK_SECONDS=${WRK_SECONDS:-10}
+export WRK_WARMUP_SECONDS=${WRK_WARMUP_SECONDS:-3}
 export LATENCY_SECONDS=${LATENCY_SECONDS:-10} CLIENTS=${CLIENTS:-256} OUT=${OUT:-$ROOT/target/bench-edge}
 
 need=()
@@ -42,7 +43,7 @@ BIN=$(cargo build --release --locked -q -p skyrelay-edge --bench edge_delivery -
 [ -x "$BIN" ] || { echo "bench binary not built" >&2; exit 1; }
 
 mkdir -p "$OUT"
-CMD="RUNS=$RUNS WRK_SECONDS=$WRK_SECONDS LATENCY_SECONDS=$LATENCY_SECONDS CLIENTS=$CLIENTS ./scripts/bench-edge.sh"
+CMD="RUNS=$RUNS WRK_SECONDS=$WRK_SECONDS WRK_WARMUP_SECONDS=$WRK_WARMUP_SECONDS LATENCY_SECONDS=$LATENCY_SECONDS CLIENTS=$CLIENTS ./scripts/bench-edge.sh"
 echo "==> running: $CMD"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 "$BIN" --bench

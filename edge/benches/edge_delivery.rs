@@ -13,7 +13,8 @@
 //! `procs` (edge, nginx, wrk, CPU time), `scenarios` (the measurements), `report` (table).
 //!
 //! Run with `scripts/bench-edge.sh`. Environment: RUNS (3), BASE_PORT (29500; uses
-//! BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10), LATENCY_SECONDS (10), CLIENTS (256),
+//! BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10), WRK_WARMUP_SECONDS (3, a discarded wrk
+//! before each measured one), LATENCY_SECONDS (10), CLIENTS (256),
 //! OUT (target/bench-edge). `ONLY=cold` runs only (3) and prints its figures; with RUST_LOG
 //! set, the origin (this process) and the edge child log to stderr.
 
@@ -134,6 +135,7 @@ async fn bench() -> Result<(), String> {
     let runs: usize = env("RUNS", 3);
     let ports = Ports::new(env("BASE_PORT", 29500));
     let wrk_s: u64 = env("WRK_SECONDS", 10);
+    let warm_s: u64 = env("WRK_WARMUP_SECONDS", 3);
     let lat_s: u64 = env("LATENCY_SECONDS", 10);
     let clients: usize = env("CLIENTS", 256);
     let out = PathBuf::from(env("OUT", "target/bench-edge".to_string()));
@@ -203,11 +205,11 @@ async fn bench() -> Result<(), String> {
     for run in 0..runs {
         eprintln!("run {}/{runs}: latency ({lat_s} s)", run + 1);
         let lat = scenarios::latency(&origin.hub, &format!("live{run}"), ports, lat_s).await?;
-        eprintln!("run {}/{runs}: wrk (4 × {wrk_s} s)", run + 1);
+        eprintln!("run {}/{runs}: wrk (4 × {warm_s} s warm-up + {wrk_s} s)", run + 1);
         let (e, n) = (edge.pid(), nginx.pid());
         let nginx_first = run % 2 == 1;
         let tp = tokio::task::spawn_blocking(move || {
-            scenarios::throughput(seg_path, pl_path, ports, wrk_s, e, n, nginx_first)
+            scenarios::throughput(seg_path, pl_path, ports, (wrk_s, warm_s), e, n, nginx_first)
         })
         .await
         .map_err(|e| e.to_string())??;

@@ -103,17 +103,25 @@ pub fn throughput(
     seg_path: &str,
     pl_path: &str,
     ports: Ports,
-    seconds: u64,
+    (seconds, warmup): (u64, u64),
     edge_pid: u32,
     nginx_pid: u32,
     nginx_first: bool,
 ) -> Result<Throughput, String> {
     let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    // Each measurement follows a discarded wrk of `warmup` seconds on the same URL, so that
+    // neither server is measured straight after a quiet phase of the bench.
+    let measure = |port: u16, path: &str, pid: u32| -> Result<WrkResult, String> {
+        if warmup > 0 {
+            procs::wrk(&url(port, path), warmup, pid)?;
+        }
+        procs::wrk(&url(port, path), seconds, pid)
+    };
     // One server right after the other on the same path; which goes first alternates between
     // runs, so a drift of the machine within a pair does not always favour the same server.
     let pair = |path: &str| -> Result<(WrkResult, WrkResult), String> {
-        let edge = || procs::wrk(&url(ports.edge_http, path), seconds, edge_pid);
-        let nginx = || procs::wrk(&url(ports.nginx_static, path), seconds, nginx_pid);
+        let edge = || measure(ports.edge_http, path, edge_pid);
+        let nginx = || measure(ports.nginx_static, path, nginx_pid);
         if nginx_first {
             let n = nginx()?;
             Ok((edge()?, n))
