@@ -12,9 +12,12 @@
 //! registration lives exactly as long as its buffer (the owner unregisters in `Drop`, before
 //! the memory is freed). A slice being written is borrowed from a live `Bytes`, so it either
 //! lies inside a live registration whose file holds the same bytes, or it is not registered.
-//! A lookup that finds nothing only costs the copy. TLS connections always copy (rustls
+//! A lookup that finds nothing only costs the copy. Each thread remembers the region its
+//! last lookup found and trusts it only while no buffer has been unregistered since (a count
+//! bumped in `Drop` before the memory is freed), so most lookups take no lock. TLS connections always copy (rustls
 //! encrypts in user space), and so do slices shorter than [`MIN_LOOKUP`].
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IoSlice, Write};
@@ -45,6 +48,26 @@ type Registry = BTreeMap<(usize, u64), Region>;
 static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(|| RwLock::new(BTreeMap::new()));
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Unregistrations so far, counted before the memory is freed. A region a thread remembers is
+/// still registered as long as this count has not moved since it was found.
+static UNREGISTERED: AtomicU64 = AtomicU64::new(0);
+
+/// A registered region one thread found last.
+struct Remembered {
+    start: usize,
+    end: usize,
+    file: Arc<File>,
+    /// `UNREGISTERED` when it was found.
+    unregistered: u64,
+}
+
+thread_local! {
+    /// The region this thread's last successful lookup found. A thread sends the same few
+    /// segments over and over; remembering the last one spares the registry's lock (shared
+    /// by every HTTP thread) and the file's reference count on most lookups. It may keep a
+    /// dropped segment's file open until the thread's next lookup.
+    static LAST: RefCell<Option<Remembered>> = const { RefCell::new(None) };
+}
 
 struct Region {
     end: usize,
@@ -65,6 +88,7 @@ impl AsRef<[u8]> for Backed {
 
 impl Drop for Backed {
     fn drop(&mut self) {
+        UNREGISTERED.fetch_add(1, Ordering::SeqCst);
         let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
         registry.remove(&self.key);
         LIVE.fetch_sub(1, Ordering::Relaxed);
@@ -99,7 +123,7 @@ pub fn back(bytes: Bytes) -> Bytes {
 
 /// Whether `buf` lies entirely inside a backed buffer.
 pub fn is_backed(buf: &[u8]) -> bool {
-    find(buf).is_some()
+    with_region(buf, |_, _| ()).is_some()
 }
 
 /// Buffers backed now.
@@ -136,17 +160,38 @@ fn unlinked_file() -> std::io::Result<File> {
     Ok(File::from(rustix::fs::open(std::env::temp_dir(), flags, Mode::from_raw_mode(0o600))?))
 }
 
-/// Where `buf` lies in a backed buffer's file: the file and the offset.
-fn find(buf: &[u8]) -> Option<(Arc<File>, u64)> {
+/// Runs `f` with the file and offset where `buf` lies in a backed buffer, if it does.
+///
+/// The remembered region is used only while no buffer has been unregistered since it was
+/// found: then it is still registered, so its memory is live, and `buf` (borrowed from a live
+/// buffer) lies inside it only if it is that buffer. Otherwise the registry is searched.
+fn with_region<R>(buf: &[u8], f: impl FnOnce(&File, u64) -> R) -> Option<R> {
     let start = buf.as_ptr() as usize;
     let end = start + buf.len();
-    let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-    let (&(region_start, _), region) = registry.range(..=(start, u64::MAX)).next_back()?;
-    (end <= region.end).then(|| (region.file.clone(), (start - region_start) as u64))
+    let unregistered = UNREGISTERED.load(Ordering::SeqCst);
+    LAST.with_borrow_mut(|last| {
+        let fresh = last.as_ref().is_some_and(|r| r.unregistered == unregistered);
+        if !fresh || !last.as_ref().is_some_and(|r| r.start <= start && end <= r.end) {
+            let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+            let (&(region_start, _), region) = registry.range(..=(start, u64::MAX)).next_back()?;
+            if end > region.end {
+                return None;
+            }
+            *last = Some(Remembered {
+                start: region_start,
+                end: region.end,
+                file: region.file.clone(),
+                unregistered,
+            });
+        }
+        let r = last.as_ref()?;
+        Some(f(&r.file, (start - r.start) as u64))
+    })
 }
 
-fn lookup(buf: &IoSlice<'_>) -> Option<(Arc<File>, u64)> {
-    if buf.len() < MIN_LOOKUP { None } else { find(buf) }
+/// Whether `buf` is long enough to be looked up and lies in a backed buffer.
+fn is_sendable(buf: &IoSlice<'_>) -> bool {
+    buf.len() >= MIN_LOOKUP && is_backed(buf)
 }
 
 /// A plain-TCP connection whose vectored writes send backed slices with `sendfile`.
@@ -231,22 +276,28 @@ impl AsyncWrite for ZeroCopyStream {
         let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
             return Poll::Ready(Ok(0));
         };
-        if let Some((file, offset)) = lookup(&bufs[first]) {
+        if bufs[first].len() >= MIN_LOOKUP {
             let len = bufs[first].len();
-            self.cork();
-            let sent = ready!(self.poll_send(cx, |s| {
-                let mut at = offset;
-                rustix::fs::sendfile(s, &*file, Some(&mut at), len)
-            }))?;
-            self.sent.inc_by(sent as u64);
-            // A partly sent slice stays corked: the caller writes the rest next.
-            if sent == len {
-                self.uncork();
+            let this = &mut *self;
+            let sent = with_region(&bufs[first], |file, offset| {
+                this.cork();
+                this.poll_send(cx, |s| {
+                    let mut at = offset;
+                    rustix::fs::sendfile(s, file, Some(&mut at), len)
+                })
+            });
+            if let Some(sent) = sent {
+                let sent = ready!(sent)?;
+                self.sent.inc_by(sent as u64);
+                // A partly sent slice stays corked: the caller writes the rest next.
+                if sent == len {
+                    self.uncork();
+                }
+                return Poll::Ready(Ok(sent));
             }
-            return Poll::Ready(Ok(sent));
         }
         let rest = &bufs[first + 1..];
-        match rest.iter().position(|b| lookup(b).is_some()) {
+        match rest.iter().position(is_sendable) {
             // A response head before a backed body: corked, it leaves in the same packet as
             // the body's start rather than as a small packet of its own.
             Some(i) => {
@@ -307,6 +358,31 @@ mod tests {
         drop((large, again));
         let registry = REGISTRY.read().unwrap();
         assert!(registry.keys().all(|(start, _)| *start != ptr), "dropping the last reference unregisters");
+    }
+
+    #[test]
+    fn a_remembered_region_is_not_trusted_once_a_buffer_is_unregistered() {
+        // The thread remembers the region of the last lookup; once that buffer is dropped,
+        // memory at the same address (allocators reuse a freed block of the same size) must
+        // not be taken for it. Small enough to come from the heap, not from a mapping of its
+        // own, so that the freed block is handed out again.
+        let len = MIN_BACKED + 1_000;
+        let mut reused = 0;
+        for round in 0..20u8 {
+            let backed = back(pattern(len, round));
+            assert!(is_backed(&backed[10..]), "found and remembered");
+            let ptr = backed.as_ptr() as usize;
+            drop(backed);
+            let plain = Bytes::from(vec![round; len]);
+            reused += usize::from(plain.as_ptr() as usize == ptr);
+            assert!(!is_backed(&plain), "round {round}: plain memory taken for a dropped region");
+            // And a region remembered before another buffer's drop is looked up again, still found.
+            let kept = back(pattern(len, round ^ 0x55));
+            assert!(is_backed(&kept));
+            drop(back(pattern(len, round ^ 0xAA)));
+            assert!(is_backed(&kept[1..]), "round {round}: still registered after another buffer's drop");
+        }
+        assert!(reused > 0, "the allocator never reused a dropped buffer's address: the test proves nothing");
     }
 
     #[tokio::test]
