@@ -14,8 +14,9 @@
 //! lies inside a live registration whose file holds the same bytes, or it is not registered.
 //! A lookup that finds nothing only costs the copy. Each thread remembers the region its
 //! last lookup found and trusts it only while no buffer has been unregistered since (a count
-//! bumped in `Drop` before the memory is freed), so most lookups take no lock. TLS connections always copy (rustls
-//! encrypts in user space), and so do slices shorter than [`MIN_LOOKUP`].
+//! bumped in `Drop` before the memory is freed), so most lookups take no lock. TLS
+//! connections always copy (rustls encrypts in user space), and so do slices shorter than
+//! [`MIN_LOOKUP`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -170,8 +171,11 @@ fn with_region<R>(buf: &[u8], f: impl FnOnce(&File, u64) -> R) -> Option<R> {
     let end = start + buf.len();
     let unregistered = UNREGISTERED.load(Ordering::SeqCst);
     LAST.with_borrow_mut(|last| {
-        let fresh = last.as_ref().is_some_and(|r| r.unregistered == unregistered);
-        if !fresh || !last.as_ref().is_some_and(|r| r.start <= start && end <= r.end) {
+        if last.as_ref().is_some_and(|r| r.unregistered != unregistered) {
+            // Possibly dropped: let go of its file now rather than at the next find.
+            *last = None;
+        }
+        if !last.as_ref().is_some_and(|r| r.start <= start && end <= r.end) {
             let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
             let (&(region_start, _), region) = registry.range(..=(start, u64::MAX)).next_back()?;
             if end > region.end {
