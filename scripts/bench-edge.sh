@@ -14,7 +14,8 @@
 #   RUNS=5 WRK_SECONDS=15 ./scripts/bench-edge.sh
 #
 # Environment: RUNS (3), BASE_PORT (29500; uses BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10),
-# WRK_WARMUP_SECONDS (3: a discarded wrk on the same URL before each measured one), LATENCY_SECONDS (10), CLIENTS (256), OUT (target/bench-edge); ONLY=cold runs only (3) and prints
+# WRK_WARMUP_SECONDS (3: a discarded wrk on the same URL before each measured one),
+# LATENCY_SECONDS (10), CLIENTS (256), OUT (target/bench-edge); ONLY=cold runs only (3) and prints
 # its figures per run (RUST_LOG=skyrelay_common::relay=debug adds the relay timeline).
 # ONLY=serve starts the origin, the warmed edge and nginx, prints their PIDs and URLs and keeps
 # them up until stdin closes (for perf/strace by hand; run it in a terminal, not in the background).

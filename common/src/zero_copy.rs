@@ -193,9 +193,9 @@ fn with_region<R>(buf: &[u8], f: impl FnOnce(&File, u64) -> R) -> Option<R> {
     })
 }
 
-/// Whether `buf` is long enough to be looked up and lies in a backed buffer.
-fn is_sendable(buf: &IoSlice<'_>) -> bool {
-    buf.len() >= MIN_LOOKUP && is_backed(buf)
+/// [`with_region`] for a slice long enough to be worth a `sendfile` (at least [`MIN_LOOKUP`]).
+fn with_sendable<R>(buf: &IoSlice<'_>, f: impl FnOnce(&File, u64) -> R) -> Option<R> {
+    if buf.len() < MIN_LOOKUP { None } else { with_region(buf, f) }
 }
 
 /// A plain-TCP connection whose vectored writes send backed slices with `sendfile`.
@@ -280,28 +280,26 @@ impl AsyncWrite for ZeroCopyStream {
         let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
             return Poll::Ready(Ok(0));
         };
-        if bufs[first].len() >= MIN_LOOKUP {
-            let len = bufs[first].len();
-            let this = &mut *self;
-            let sent = with_region(&bufs[first], |file, offset| {
-                this.cork();
-                this.poll_send(cx, |s| {
-                    let mut at = offset;
-                    rustix::fs::sendfile(s, file, Some(&mut at), len)
-                })
-            });
-            if let Some(sent) = sent {
-                let sent = ready!(sent)?;
-                self.sent.inc_by(sent as u64);
-                // A partly sent slice stays corked: the caller writes the rest next.
-                if sent == len {
-                    self.uncork();
-                }
-                return Poll::Ready(Ok(sent));
+        let len = bufs[first].len();
+        let this = &mut *self;
+        let sendfile = with_sendable(&bufs[first], |file, offset| {
+            this.cork();
+            this.poll_send(cx, |s| {
+                let mut at = offset;
+                rustix::fs::sendfile(s, file, Some(&mut at), len)
+            })
+        });
+        if let Some(sent) = sendfile {
+            let sent = ready!(sent)?;
+            self.sent.inc_by(sent as u64);
+            // A partly sent slice stays corked: the caller writes the rest next.
+            if sent == len {
+                self.uncork();
             }
+            return Poll::Ready(Ok(sent));
         }
         let rest = &bufs[first + 1..];
-        match rest.iter().position(is_sendable) {
+        match rest.iter().position(|b| with_sendable(b, |_, _| ()).is_some()) {
             // A response head before a backed body: corked, it leaves in the same packet as
             // the body's start rather than as a small packet of its own.
             Some(i) => {
