@@ -11,6 +11,8 @@
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`config`]: loading typed TOML + `SKYRELAY_` environment configuration.
 //! - [`telemetry`]: logging setup.
+//! - [`sharded`]: counters updated per thread on the request path, summed when scraped.
+//! - [`zero_copy`]: `sendfile` of cached segments on plain-TCP connections.
 
 pub mod admin;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod hub;
 pub mod media;
 pub mod playlist;
 pub mod relay;
+pub mod sharded;
 pub mod telemetry;
 pub mod window;
 pub mod zero_copy;

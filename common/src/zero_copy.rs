@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::task::{Context, Poll, ready};
 
+use crate::sharded::ShardedCounter;
 use bytes::Bytes;
-use prometheus::IntCounter;
 use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
@@ -209,12 +209,12 @@ fn with_sendable<R>(buf: &IoSlice<'_>, f: impl FnOnce(&File, u64) -> R) -> Optio
 /// Corked, only full packets leave until the slice ends, and the uncork sends its tail.
 pub struct ZeroCopyStream {
     inner: TcpStream,
-    sent: IntCounter,
+    sent: Arc<ShardedCounter>,
     corked: bool,
 }
 
 impl ZeroCopyStream {
-    pub fn new(inner: TcpStream, sent: IntCounter) -> Self {
+    pub fn new(inner: TcpStream, sent: Arc<ShardedCounter>) -> Self {
         ZeroCopyStream { inner, sent, corked: false }
     }
 
@@ -390,7 +390,8 @@ mod tests {
     #[tokio::test]
     async fn backed_slices_arrive_intact_through_sendfile_and_the_rest_through_writev() {
         let (server, mut client) = pair().await;
-        let sent = IntCounter::new("zc_test_bytes", "test").unwrap();
+        let sent =
+            Arc::new(ShardedCounter::new(prometheus::IntCounter::new("zc_test_bytes", "test").unwrap()));
         let mut stream = ZeroCopyStream::new(server, sent.clone());
         let segment = back(pattern(300_000, 7));
         assert!(is_backed(&segment));
@@ -428,7 +429,8 @@ mod tests {
         let (server, mut client) = pair().await;
         // A small send buffer: sendfile returns partway, several times.
         rustix::net::sockopt::set_socket_send_buffer_size(&server, 16 * 1024).unwrap();
-        let sent = IntCounter::new("zc_test_cork", "test").unwrap();
+        let sent =
+            Arc::new(ShardedCounter::new(prometheus::IntCounter::new("zc_test_cork", "test").unwrap()));
         let mut stream = ZeroCopyStream::new(server, sent.clone());
         let corked = |s: &ZeroCopyStream| rustix::net::sockopt::tcp_cork(&s.inner).unwrap();
         let segment = back(pattern(300_000, 5));
@@ -464,7 +466,8 @@ mod tests {
     #[tokio::test]
     async fn plain_buffers_are_written_by_copy() {
         let (server, mut client) = pair().await;
-        let sent = IntCounter::new("zc_test_plain", "test").unwrap();
+        let sent =
+            Arc::new(ShardedCounter::new(prometheus::IntCounter::new("zc_test_plain", "test").unwrap()));
         let mut stream = ZeroCopyStream::new(server, sent.clone());
         let plain = pattern(200_000, 9);
         let expected = plain.clone();

@@ -7,10 +7,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
-use prometheus::IntCounter;
 
 use super::idle::InProgress;
-use super::metrics::ActiveGuard;
+use super::metrics::{ActiveGuard, BodyBytes};
 
 /// Why a streamed body stopped before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,9 +42,12 @@ enum Inner {
 /// counted as active (and its connection as busy) until it is dropped.
 pub struct DeliveryBody {
     inner: Inner,
-    sent: Option<IntCounter>,
+    sent: Option<BodyBytes>,
     _active: Option<ActiveGuard>,
     _in_progress: Option<InProgress>,
+    /// The response's fields are the media template's and its own (see
+    /// `Delivery::answer`).
+    media_fields: bool,
 }
 
 impl std::fmt::Debug for DeliveryBody {
@@ -57,14 +59,20 @@ impl std::fmt::Debug for DeliveryBody {
 impl DeliveryBody {
     /// No body.
     pub fn empty() -> Self {
-        DeliveryBody { inner: Inner::Empty, sent: None, _active: None, _in_progress: None }
+        DeliveryBody {
+            inner: Inner::Empty,
+            sent: None,
+            _active: None,
+            _in_progress: None,
+            media_fields: false,
+        }
     }
 
     /// One buffer, sent as a single frame.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         let inner = Inner::Full((!bytes.is_empty()).then_some(bytes));
-        DeliveryBody { inner, sent: None, _active: None, _in_progress: None }
+        DeliveryBody { inner, sent: None, _active: None, _in_progress: None, media_fields: false }
     }
 
     /// Buffers sent in order, without copying.
@@ -75,18 +83,35 @@ impl DeliveryBody {
             sent: None,
             _active: None,
             _in_progress: None,
+            media_fields: false,
         }
     }
 
     /// A body that yields whatever `stream` yields.
     pub fn stream(stream: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static) -> Self {
-        DeliveryBody { inner: Inner::Stream(Box::pin(stream)), sent: None, _active: None, _in_progress: None }
+        DeliveryBody {
+            inner: Inner::Stream(Box::pin(stream)),
+            sent: None,
+            _active: None,
+            _in_progress: None,
+            media_fields: false,
+        }
     }
 
-    pub(crate) fn counted(mut self, sent: IntCounter, active: ActiveGuard) -> Self {
+    pub(crate) fn counted(mut self, sent: BodyBytes, active: ActiveGuard) -> Self {
         self.sent = Some(sent);
         self._active = Some(active);
         self
+    }
+
+    /// Marks the response as carrying the media template's fields.
+    pub(crate) fn with_media_fields(mut self) -> Self {
+        self.media_fields = true;
+        self
+    }
+
+    pub(crate) fn has_media_fields(&self) -> bool {
+        self.media_fields
     }
 
     /// Keeps the request's connection busy until the body is dropped (see `super::idle`).

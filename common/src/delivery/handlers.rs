@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use super::body::{BodyError, DeliveryBody};
-use super::metrics::{ActiveGuard, ReloadOutcome};
+use super::metrics::ReloadOutcome;
 use super::routes::{Kind, Query, Route, parse_path, parse_query};
 use super::web::WebState;
 use super::{Delivery, Denied, SourceError};
@@ -163,12 +163,25 @@ fn part_impossible(w: &LiveWindow, msn: u64) -> bool {
 impl Delivery {
     /// Answers one request. `client` is the peer address (for the access hook).
     pub async fn handle<B>(&self, req: Request<B>, client: IpAddr) -> Response<DeliveryBody> {
-        let active = ActiveGuard::new(&self.metrics.active);
+        let active = self.metrics.active_guard();
+        let (kind, mut resp, media) = self.answer(&req, client).await;
+        if media {
+            let own = std::mem::replace(resp.headers_mut(), self.media_headers.clone());
+            resp.headers_mut().extend(own);
+        }
+        resp.map(|b| b.counted(self.metrics.body_bytes(kind), active))
+    }
+
+    /// [`handle`](Self::handle) without the counting of bytes and activity (the caller's),
+    /// for an HTTP layer that writes the media fields itself: the response, its kind, and
+    /// whether its fields are the media template's ([`media_fields`](Self::media_fields))
+    /// followed by its own.
+    pub(super) async fn answer<B>(&self, req: &Request<B>, client: IpAddr) -> (Kind, Resp, bool) {
         let head = req.method() == Method::HEAD;
-        let (kind, mut resp) = self.route(&req, client).await;
+        let (kind, mut resp) = self.route(req, client).await;
         self.metrics.request(kind, resp.status());
-        // Media responses start from a template that has them already.
-        if !resp.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+        let media = resp.body().has_media_fields();
+        if !media {
             add_common_headers(resp.headers_mut(), &self.cors_origin, &self.web);
         }
         // hyper writes Content-Length itself from the body's exact size (HTTP/1.1 and
@@ -178,20 +191,20 @@ impl Delivery {
                 resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
             }
             let (parts, _) = resp.into_parts();
-            return Response::from_parts(
-                parts,
-                DeliveryBody::empty().counted(self.metrics.bytes(kind), active),
-            );
+            resp = Response::from_parts(parts, DeliveryBody::empty());
         }
-        resp.map(|b| b.counted(self.metrics.bytes(kind), active))
+        (kind, resp, media)
     }
 
-    /// A part or segment: its header map is a copy of one made at start (type, immutable
-    /// caching and the common headers), cheaper than inserting each for every response.
+    /// A part or segment: its fields are the media template's (type, immutable caching and
+    /// the common headers, made once), added by whoever writes the head.
     fn media(&self, body: DeliveryBody) -> Resp {
-        let mut r = Response::new(body);
-        *r.headers_mut() = self.media_headers.clone();
-        r
+        Response::new(body.with_media_fields())
+    }
+
+    /// The media template's fields as HTTP/1.1 header lines.
+    pub(super) fn media_fields(&self) -> &[u8] {
+        &self.media_fields
     }
 
     async fn route<B>(&self, req: &Request<B>, client: IpAddr) -> (Kind, Resp) {

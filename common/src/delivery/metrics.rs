@@ -3,9 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
 use super::routes::Kind;
+use crate::sharded::{Flushing, ShardedCounter, ShardedGauge};
 
 /// Outcome of a blocking playlist reload (`outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,17 +37,20 @@ impl ReloadOutcome {
 /// request); others go through the label lookup.
 const COMMON_STATUSES: [u16; 8] = [200, 204, 400, 403, 404, 500, 502, 503];
 
-/// The counters delivery updates.
+/// `requests` children by kind and common status, made on first use.
+type Resolved = Vec<[OnceLock<ShardedCounter>; COMMON_STATUSES.len()]>;
+
+/// The counters delivery updates. Those of every response are kept per thread
+/// ([`crate::sharded`]) and reach the registry when it is gathered.
 #[derive(Clone)]
 pub(crate) struct Metrics {
     requests: IntCounterVec,
-    /// `requests` children by kind and common status, resolved on first use.
-    resolved: Arc<Vec<[OnceLock<IntCounter>; COMMON_STATUSES.len()]>>,
-    bytes: [IntCounter; Kind::ALL.len()],
-    pub(crate) active: IntGauge,
+    resolved: Arc<Resolved>,
+    bytes: Arc<[ShardedCounter; Kind::ALL.len()]>,
+    active: Arc<ShardedGauge>,
     reloads: IntCounterVec,
     /// Body bytes sent with `sendfile` (`crate::zero_copy`).
-    pub(crate) zero_copy_bytes: IntCounter,
+    pub(crate) zero_copy_bytes: Arc<ShardedCounter>,
 }
 
 impl Metrics {
@@ -67,34 +71,68 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(bytes_vec.clone()))?;
-        registry.register(Box::new(active.clone()))?;
-        let zero_copy_bytes = IntCounter::new(
+        let zero_copy = prometheus::IntCounter::new(
             format!("{prefix}_http_zero_copy_bytes_total"),
             "Response bytes sent with sendfile from a cached segment's file copy",
         )?;
-        registry.register(Box::new(reloads.clone()))?;
-        registry.register(Box::new(zero_copy_bytes.clone()))?;
-        let bytes = Kind::ALL.map(|k| bytes_vec.with_label_values(&[k.as_str()]));
-        let resolved = Arc::new(Kind::ALL.iter().map(|_| Default::default()).collect());
-        Ok(Metrics { requests, resolved, bytes, active, reloads, zero_copy_bytes })
+        let bytes =
+            Arc::new(Kind::ALL.map(|k| ShardedCounter::new(bytes_vec.with_label_values(&[k.as_str()]))));
+        let resolved: Arc<Resolved> = Arc::new(Kind::ALL.iter().map(|_| Default::default()).collect());
+        let metrics = Metrics {
+            requests: requests.clone(),
+            resolved,
+            bytes,
+            active: Arc::new(ShardedGauge::new(active.clone())),
+            reloads: reloads.clone(),
+            zero_copy_bytes: Arc::new(ShardedCounter::new(zero_copy.clone())),
+        };
+        let m = metrics.clone();
+        let flush = move || {
+            m.resolved.iter().flatten().filter_map(OnceLock::get).for_each(ShardedCounter::flush);
+            m.bytes.iter().for_each(ShardedCounter::flush);
+            m.active.flush();
+            m.zero_copy_bytes.flush();
+        };
+        let inner: Vec<Box<dyn prometheus::core::Collector>> =
+            vec![Box::new(requests), Box::new(bytes_vec), Box::new(active), Box::new(zero_copy)];
+        registry.register(Box::new(Flushing { inner, flush }))?;
+        registry.register(Box::new(reloads))?;
+        Ok(metrics)
     }
 
     pub(crate) fn request(&self, kind: Kind, status: http::StatusCode) {
         let k = Kind::ALL.iter().position(|x| *x == kind);
         let s = COMMON_STATUSES.iter().position(|x| *x == status.as_u16());
         match k.zip(s).and_then(|(k, s)| Some(&self.resolved.get(k)?[s])) {
-            Some(slot) => {
-                slot.get_or_init(|| self.requests.with_label_values(&[kind.as_str(), status.as_str()])).inc()
-            }
+            Some(slot) => slot
+                .get_or_init(|| {
+                    ShardedCounter::new(self.requests.with_label_values(&[kind.as_str(), status.as_str()]))
+                })
+                .inc(),
             None => self.requests.with_label_values(&[kind.as_str(), status.as_str()]).inc(),
         }
     }
 
-    pub(crate) fn bytes(&self, kind: Kind) -> IntCounter {
-        let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(Kind::ALL.len() - 1);
-        self.bytes[i].clone()
+    /// The body bytes counter of `kind`.
+    pub(crate) fn bytes(&self, kind: Kind) -> &ShardedCounter {
+        &self.bytes[kind_index(kind)]
+    }
+
+    /// [`bytes`](Self::bytes) for a body that outlives the borrow.
+    pub(crate) fn body_bytes(&self, kind: Kind) -> BodyBytes {
+        BodyBytes { all: self.bytes.clone(), index: kind_index(kind) }
+    }
+
+    /// Counts a request as active for as long as the guard lives.
+    pub(crate) fn active(&self) -> Active<'_> {
+        self.active.add(1);
+        Active(&self.active)
+    }
+
+    /// [`active`](Self::active) for a body that outlives the borrow.
+    pub(crate) fn active_guard(&self) -> ActiveGuard {
+        self.active.add(1);
+        ActiveGuard(self.active.clone())
     }
 
     pub(crate) fn reload(&self, outcome: ReloadOutcome) {
@@ -102,18 +140,36 @@ impl Metrics {
     }
 }
 
-/// Counts a request as active until dropped (held by the response body).
-pub(crate) struct ActiveGuard(IntGauge);
+fn kind_index(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(Kind::ALL.len() - 1)
+}
 
-impl ActiveGuard {
-    pub(crate) fn new(gauge: &IntGauge) -> Self {
-        gauge.inc();
-        ActiveGuard(gauge.clone())
+/// A body's bytes counter (see [`Metrics::body_bytes`]).
+pub(crate) struct BodyBytes {
+    all: Arc<[ShardedCounter; Kind::ALL.len()]>,
+    index: usize,
+}
+
+impl BodyBytes {
+    pub(crate) fn inc_by(&self, n: u64) {
+        self.all[self.index].inc_by(n);
     }
 }
 
+/// Counts a request as active until dropped (see [`Metrics::active`]).
+pub(crate) struct Active<'a>(&'a ShardedGauge);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.add(-1);
+    }
+}
+
+/// Counts a request as active until dropped (held by the response body).
+pub(crate) struct ActiveGuard(Arc<ShardedGauge>);
+
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.add(-1);
     }
 }

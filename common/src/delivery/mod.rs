@@ -248,6 +248,8 @@ pub struct Delivery {
     immutable: http::HeaderValue,
     /// Headers of every part and segment response (see `handlers::media`).
     media_headers: http::HeaderMap,
+    /// `media_headers` as HTTP/1.1 header lines (see `h1`).
+    media_fields: Box<[u8]>,
     source: Option<Arc<dyn ChannelSource>>,
     access: Option<Arc<dyn Access>>,
     vod: Option<Arc<dyn VodSource>>,
@@ -277,12 +279,14 @@ impl Delivery {
         let metrics = metrics::Metrics::register(registry, metrics_prefix)?;
         let web = web::WebState::new(&cfg);
         let media_headers = handlers::media_headers(&immutable, &cors_origin, &web);
+        let media_fields = h1::field_lines(&media_headers).into();
         Ok(Delivery {
             hub,
             cfg,
             cors_origin,
             immutable,
             media_headers,
+            media_fields,
             source: None,
             access: None,
             vod: None,

@@ -33,10 +33,13 @@ use tokio::sync::watch;
 pub(crate) use rewind::Rewind;
 
 use self::request::{RequestBody, RequestHead};
+pub(super) use self::response::field_lines;
 use self::response::{CHUNK_END, Framing, LAST_CHUNK, chunk_size_line, write_head};
 use super::body::DeliveryBody;
 use super::idle::Activity;
+use super::metrics::Active;
 use super::{Delivery, handlers};
+use crate::sharded::ShardedCounter;
 
 /// What a connection's client sends first when it speaks HTTP/2 with prior knowledge.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -164,38 +167,52 @@ where
     S: AsyncWrite + Unpin,
 {
     let _in_progress = activity.request();
+    let active = delivery.metrics.active();
     let (http10, is_head) = (head.http10, head.method == Method::HEAD);
     let mut req = Request::new(());
     *req.method_mut() = head.method;
     *req.uri_mut() = head.uri;
     *req.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
     *req.headers_mut() = head.headers;
-    let (parts, body) = delivery.handle(req, client).await.into_parts();
+    let (kind, resp, media) = delivery.answer(&req, client).await;
+    let (parts, body) = resp.into_parts();
     let framing = Framing::of(parts.status, is_head, body.exact_len(), http10);
     let keep_alive = keep_alive && framing != Framing::UntilClose && !*draining.borrow();
+    let fields = if media { delivery.media_fields() } else { &[] };
     out.clear();
-    with_date(|date| write_head(out, parts.status, &parts.headers, framing, keep_alive, http10, date));
-    send_body(io, out, body, framing, frames).await?;
+    with_date(|date| {
+        write_head(out, parts.status, fields, &parts.headers, framing, keep_alive, http10, date)
+    });
+    let counting = Counting { bytes: delivery.metrics.bytes(kind), _active: active };
+    send_body(io, out, body, framing, frames, Some(counting)).await?;
     Ok(keep_alive)
+}
+
+/// A request's counting: its body bytes, and it as active until the guard drops.
+struct Counting<'a> {
+    bytes: &'a ShardedCounter,
+    _active: Active<'a>,
 }
 
 /// Writes `head` and then `body` framed as `framing`. Buffers of a body of known length go
 /// out together with the head, up to [`MAX_SLICES`] per write. The body is dropped (ending
 /// the request's count as active) once its last buffer is taken, before the last write, as
 /// hyper does: a client that has read the response never sees its request still active.
+/// `counting` counts the body's bytes as they are taken and ends with the body.
 async fn send_body<S>(
     io: &mut S,
     head: &[u8],
     body: DeliveryBody,
     framing: Framing,
     frames: &mut Vec<Bytes>,
+    counting: Option<Counting<'_>>,
 ) -> std::io::Result<()>
 where
     S: AsyncWrite + Unpin,
 {
     match framing {
         Framing::NoBody => {
-            drop(body);
+            drop((body, counting));
             io.write_all(head).await
         }
         Framing::Length(_) => {
@@ -203,10 +220,11 @@ where
             frames.clear();
             while let Some(frame) = body.frame().await {
                 if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
+                    count(&counting, &data);
                     frames.push(data);
                 }
             }
-            drop(body);
+            drop((body, counting));
             let mut pieces = std::iter::once(head).chain(frames.iter().map(|b| &b[..]));
             let result = write_pieces(io, &mut pieces).await;
             frames.clear();
@@ -221,17 +239,24 @@ where
                 if data.is_empty() {
                     continue;
                 }
+                count(&counting, &data);
                 let (line, n) = chunk_size_line(data.len());
                 let framed: [&[u8]; 3] =
                     if chunked { [&line[..n], &data, CHUNK_END] } else { [&[], &data, &[]] };
                 let mut pieces = head.take().into_iter().chain(framed);
                 write_pieces(io, &mut pieces).await?;
             }
-            drop(body);
+            drop((body, counting));
             let end: &[u8] = if chunked { LAST_CHUNK } else { &[] };
             let mut pieces = head.take().into_iter().chain([end]);
             write_pieces(io, &mut pieces).await
         }
+    }
+}
+
+fn count(counting: &Option<Counting<'_>>, data: &[u8]) {
+    if let Some(c) = counting {
+        c.bytes.inc_by(data.len() as u64);
     }
 }
 
@@ -293,8 +318,8 @@ where
     let (parts, body) = handlers::text(status, message).into_parts();
     let framing = Framing::of(parts.status, false, body.exact_len(), false);
     out.clear();
-    with_date(|date| write_head(out, parts.status, &parts.headers, framing, false, false, date));
-    let _ = send_body(io, out, body, framing, &mut Vec::new()).await;
+    with_date(|date| write_head(out, parts.status, &[], &parts.headers, framing, false, false, date));
+    let _ = send_body(io, out, body, framing, &mut Vec::new(), None).await;
     let _ = io.shutdown().await;
 }
 

@@ -37,12 +37,32 @@ impl Framing {
     }
 }
 
-/// Appends the head of a response to `out`. `keep_alive`: the connection stays open after
-/// it (sent as `Connection: close` when not, and as `keep-alive` to an HTTP/1.0 client that
-/// asked for it). `date` is the `Date` value (IMF-fixdate).
+/// `headers` as header lines (`name: value` and CRLF each), to be given to [`write_head`]
+/// as fields written before the response's own.
+pub(crate) fn field_lines(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        push_field(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the head of a response to `out`: its status, `fields` (lines made by
+/// [`field_lines`], written as they are), then `headers`. `keep_alive`: the connection
+/// stays open after it (sent as `Connection: close` when not, and as `keep-alive` to an
+/// HTTP/1.0 client that asked for it). `date` is the `Date` value (IMF-fixdate).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    fields: &[u8],
     headers: &HeaderMap,
     framing: Framing,
     keep_alive: bool,
@@ -54,15 +74,13 @@ pub(crate) fn write_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(fields);
     let own_length = matches!(framing, Framing::Length(_));
     for (name, value) in headers {
         if own_length && name == CONTENT_LENGTH {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     match framing {
         Framing::Length(n) => {
@@ -127,7 +145,7 @@ mod tests {
 
     fn head(status: StatusCode, h: &HeaderMap, framing: Framing, keep: bool, http10: bool) -> String {
         let mut out = Vec::new();
-        write_head(&mut out, status, h, framing, keep, http10, DATE);
+        write_head(&mut out, status, &[], h, framing, keep, http10, DATE);
         String::from_utf8(out).unwrap()
     }
 
@@ -141,6 +159,24 @@ mod tests {
             head(StatusCode::OK, &h, Framing::Length(340_123), true, false),
             "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: public, max-age=300, \
              immutable\r\ncontent-length: 340123\r\ndate: Sun, 06 Dec 2026 05:00:00 GMT\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn template_fields_come_first_and_the_response_s_own_after() {
+        let mut template = HeaderMap::new();
+        template.insert(CONTENT_TYPE, HeaderValue::from_static("video/iso.segment"));
+        template.insert(CACHE_CONTROL, HeaderValue::from_static("immutable"));
+        let fields = field_lines(&template);
+        assert_eq!(fields, b"content-type: video/iso.segment\r\ncache-control: immutable\r\n");
+        let mut own = HeaderMap::new();
+        own.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        let mut out = Vec::new();
+        write_head(&mut out, StatusCode::OK, &fields, &own, Framing::NoBody, true, false, DATE);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: immutable\r\n\
+             content-length: 5\r\ndate: Sun, 06 Dec 2026 05:00:00 GMT\r\n\r\n"
         );
     }
 
