@@ -12,6 +12,7 @@
 //! its first chunk while the rest comes, cached once whole.
 
 mod arriving;
+mod front;
 mod objects;
 
 pub use arriving::{ArrivalError, Arriving, ArrivingWriter, arriving, coalesce};

@@ -11,22 +11,29 @@
 //! A segment fetched upstream is served while it arrives ([`Arriving`]): concurrent misses
 //! share one fetch and read it from its first byte; once whole it joins the cache.
 //!
+//! A thread answers its most recent hits from a front of its own (`front`) without reading
+//! the shared cache each time.
+//!
 //! Keys are (rendition id, msn): a [`Rendition`](crate::hub::Rendition) never numbers two
 //! different complete segments alike (its window only accepts newer segments), and a
 //! channel that is dropped and comes back gets a new rendition id.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use tokio::time::Instant;
 
-use super::Arriving;
+use super::{Arriving, front};
+use crate::sharded::{Flushing, ShardedCounter};
 use crate::zero_copy;
+
+/// Source of cache ids (for the threads' fronts): unique in the process.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An object nobody asked for in this long leaves the cache even when there is room.
 const IDLE: Duration = Duration::from_secs(120);
@@ -75,8 +82,13 @@ pub struct ObjectCache {
     arriving: Cache<Key, Arriving>,
     /// Give large objects a file copy for zero-copy sends ([`crate::zero_copy`]).
     zero_copy: bool,
-    outcomes: [IntCounter; 3],
+    outcomes: Arc<[ShardedCounter; 3]>,
     bytes: IntGauge,
+    /// Identifies the cache in the threads' fronts.
+    id: u64,
+    /// Entries evicted, expired, invalidated or replaced so far (fronts forget theirs when
+    /// it moves).
+    removals: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ObjectCache {
@@ -100,9 +112,15 @@ impl ObjectCache {
             format!("{prefix}_object_cache_bytes"),
             "Bytes held by the whole-segment cache (approximate between maintenance runs)",
         )?;
-        registry.register(Box::new(requests.clone()))?;
+        let outcomes = Arc::new(
+            ObjectOutcome::ALL.map(|o| ShardedCounter::new(requests.with_label_values(&[o.as_str()]))),
+        );
+        let flushed = outcomes.clone();
+        let flush = move || flushed.iter().for_each(ShardedCounter::flush);
+        registry.register(Box::new(Flushing { inner: vec![Box::new(requests)], flush }))?;
         registry.register(Box::new(bytes.clone()))?;
-        let outcomes = ObjectOutcome::ALL.map(|o| requests.with_label_values(&[o.as_str()]));
+        let removals = Arc::new(AtomicU64::new(0));
+        let counted = removals.clone();
         let cache = Cache::builder()
             .max_capacity(capacity_bytes)
             // A backed object holds its bytes twice (memory and its file).
@@ -112,9 +130,13 @@ impl ObjectCache {
             })
             .eviction_policy(EvictionPolicy::lru())
             .time_to_idle(IDLE)
+            .eviction_listener(move |_, _, _| {
+                counted.fetch_add(1, Ordering::Release);
+            })
             .build();
         let arriving = Cache::builder().max_capacity(MAX_ARRIVING).time_to_live(ARRIVAL_LIMIT * 2).build();
-        Ok(ObjectCache { cache, arriving, zero_copy: false, outcomes, bytes })
+        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(ObjectCache { cache, arriving, zero_copy: false, outcomes, bytes, id, removals })
     }
 
     /// Objects made or fetched from now on get a file copy for zero-copy sends on plain-TCP
@@ -135,9 +157,20 @@ impl ObjectCache {
 
     /// The cached segment `msn` of rendition `rendition`, if any (counted as a hit).
     pub async fn get(&self, rendition: u64, msn: u64) -> Option<Bytes> {
-        let found = self.cache.get(&Key { rendition, msn }).await;
-        if found.is_some() {
+        let key = Key { rendition, msn };
+        let removals = self.removals.load(Ordering::Acquire);
+        if let Some((bytes, forward)) = front::find(self.id, (rendition, msn), removals) {
+            if forward {
+                // Recency for the cache's policy (the object is the same either way).
+                let _ = self.cache.get(&key).await;
+            }
             self.count(ObjectOutcome::Hit);
+            return Some(bytes);
+        }
+        let found = self.cache.get(&key).await;
+        if let Some(bytes) = &found {
+            self.count(ObjectOutcome::Hit);
+            front::remember(self.id, (rendition, msn), bytes.clone(), removals);
         }
         found
     }
