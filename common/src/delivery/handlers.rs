@@ -39,6 +39,27 @@ pub(super) const READ_REQUEST_HEADERS: &[http::HeaderName] = &[ACCESS_CONTROL_RE
 
 type Resp = Response<DeliveryBody>;
 
+/// What the handlers read of a request: its method, path and query (of an origin-form
+/// target) and the header fields of [`READ_REQUEST_HEADERS`].
+#[derive(Clone, Copy)]
+pub(super) struct Target<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> Target<'a> {
+    pub(super) fn of<B>(req: &'a Request<B>) -> Self {
+        Target {
+            method: req.method(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+        }
+    }
+}
+
 /// Most headers a delivery response carries (content type and length, cache control, CORS,
 /// node and region, …): the map is made this large at once instead of growing and rehashing
 /// once per response.
@@ -164,7 +185,7 @@ impl Delivery {
     /// Answers one request. `client` is the peer address (for the access hook).
     pub async fn handle<B>(&self, req: Request<B>, client: IpAddr) -> Response<DeliveryBody> {
         let active = self.metrics.active_guard();
-        let (kind, mut resp, media) = self.answer(&req, client).await;
+        let (kind, mut resp, media) = self.answer(Target::of(&req), client).await;
         if media {
             let own = std::mem::replace(resp.headers_mut(), self.media_headers.clone());
             resp.headers_mut().extend(own);
@@ -176,8 +197,8 @@ impl Delivery {
     /// for an HTTP layer that writes the media fields itself: the response, its kind, and
     /// whether its fields are the media template's ([`media_fields`](Self::media_fields))
     /// followed by its own.
-    pub(super) async fn answer<B>(&self, req: &Request<B>, client: IpAddr) -> (Kind, Resp, bool) {
-        let head = req.method() == Method::HEAD;
+    pub(super) async fn answer(&self, req: Target<'_>, client: IpAddr) -> (Kind, Resp, bool) {
+        let head = req.method == Method::HEAD;
         let (kind, mut resp) = self.route(req, client).await;
         self.metrics.request(kind, resp.status());
         let media = resp.body().has_media_fields();
@@ -207,23 +228,23 @@ impl Delivery {
         &self.media_fields
     }
 
-    async fn route<B>(&self, req: &Request<B>, client: IpAddr) -> (Kind, Resp) {
-        match *req.method() {
+    async fn route(&self, req: Target<'_>, client: IpAddr) -> (Kind, Resp) {
+        match *req.method {
             Method::GET | Method::HEAD => {}
-            Method::OPTIONS => return (Kind::Other, preflight(req)),
+            Method::OPTIONS => return (Kind::Other, preflight(req.headers)),
             _ => return (Kind::Other, text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
         }
-        let Some(route) = parse_path(req.uri().path()) else {
+        let Some(route) = parse_path(req.path) else {
             return (Kind::Other, text(StatusCode::NOT_FOUND, "not found"));
         };
         let kind = route.kind();
         if let Route::Vod { id, file } = route {
-            return (kind, self.vod(id, file, req.uri().query(), client).await);
+            return (kind, self.vod(id, file, req.query, client).await);
         }
         let Some(channel) = route.channel() else {
             return (kind, self.public(route).await);
         };
-        let query = match parse_query(req.uri().query()) {
+        let query = match parse_query(req.query) {
             Ok(q) => q,
             Err(e) => {
                 if kind == Kind::Playlist {
@@ -549,12 +570,12 @@ fn stream_part(r: Arc<Rendition>, msn: u64, part: u32, stall: Duration) -> Deliv
     DeliveryBody::stream(stream)
 }
 
-fn preflight<B>(req: &Request<B>) -> Resp {
+fn preflight(headers: &HeaderMap) -> Resp {
     let mut r = Response::new(DeliveryBody::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
     h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-    let allow = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    let allow = headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned();
     h.insert(ACCESS_CONTROL_ALLOW_HEADERS, allow.unwrap_or_else(|| HeaderValue::from_static("Range")));
     h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     r

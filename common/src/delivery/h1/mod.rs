@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -36,6 +36,7 @@ use self::request::{RequestBody, RequestHead};
 pub(super) use self::response::field_lines;
 use self::response::{CHUNK_END, Framing, LAST_CHUNK, chunk_size_line, write_head};
 use super::body::DeliveryBody;
+use super::handlers::Target;
 use super::idle::Activity;
 use super::metrics::Active;
 use super::{Delivery, handlers};
@@ -83,6 +84,8 @@ where
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Vec::with_capacity(512);
     let mut frames = Vec::new();
+    // The request's path and query, kept past the head's bytes (read over by the next).
+    let mut target = String::new();
     let mut first = true;
     loop {
         let head = loop {
@@ -125,6 +128,8 @@ where
             }
         };
         first = false;
+        target.clear();
+        target.push_str(head.target.path_and_query(&buf));
         buf.advance(head.len);
         let keep_alive = match head.body {
             RequestBody::None => head.keep_alive,
@@ -140,9 +145,18 @@ where
                 return Ok(Served::Closed);
             }
         };
-        let keep_alive =
-            respond(&mut io, delivery, client, activity, head, keep_alive, &draining, &mut out, &mut frames)
-                .await?;
+        let keep_alive = respond(
+            &mut io,
+            delivery,
+            client,
+            activity,
+            (head, &target),
+            keep_alive,
+            &draining,
+            &mut out,
+            &mut frames,
+        )
+        .await?;
         if !keep_alive {
             let _ = io.shutdown().await;
             return Ok(Served::Closed);
@@ -157,7 +171,7 @@ async fn respond<S>(
     delivery: &Delivery,
     client: IpAddr,
     activity: &Arc<Activity>,
-    head: RequestHead,
+    (head, target): (RequestHead, &str),
     keep_alive: bool,
     draining: &watch::Receiver<bool>,
     out: &mut Vec<u8>,
@@ -169,12 +183,12 @@ where
     let _in_progress = activity.request();
     let active = delivery.metrics.active();
     let (http10, is_head) = (head.http10, head.method == Method::HEAD);
-    let mut req = Request::new(());
-    *req.method_mut() = head.method;
-    *req.uri_mut() = head.uri;
-    *req.version_mut() = if http10 { Version::HTTP_10 } else { Version::HTTP_11 };
-    *req.headers_mut() = head.headers;
-    let (kind, resp, media) = delivery.answer(&req, client).await;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let req = Target { method: &head.method, path, query, headers: &head.headers };
+    let (kind, resp, media) = delivery.answer(req, client).await;
     let (parts, body) = resp.into_parts();
     let framing = Framing::of(parts.status, is_head, body.exact_len(), http10);
     let keep_alive = keep_alive && framing != Framing::UntilClose && !*draining.borrow();

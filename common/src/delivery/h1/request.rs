@@ -18,11 +18,33 @@ pub(crate) enum RequestBody {
     Encoded,
 }
 
+/// The request target.
+#[derive(Debug)]
+pub(crate) enum RequestTarget {
+    /// Origin form (`/path?query`), the most common by far: where it lies in the buffer the
+    /// head was parsed from (not parsed further: routing reads it as it is).
+    Origin(std::ops::Range<usize>),
+    /// Absolute form (`http://host/path`) or `*`.
+    Other(Uri),
+}
+
+impl RequestTarget {
+    /// The path and query, from `buf` (the buffer the head was parsed from).
+    pub(crate) fn path_and_query<'a>(&'a self, buf: &'a [u8]) -> &'a str {
+        match self {
+            RequestTarget::Origin(range) => {
+                buf.get(range.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("/")
+            }
+            RequestTarget::Other(uri) => uri.path_and_query().map_or("*", |pq| pq.as_str()),
+        }
+    }
+}
+
 /// A complete request head.
 #[derive(Debug)]
 pub(crate) struct RequestHead {
     pub method: Method,
-    pub uri: Uri,
+    pub target: RequestTarget,
     /// HTTP/1.0 (else HTTP/1.1).
     pub http10: bool,
     /// The client wants the connection kept after this response.
@@ -77,7 +99,12 @@ pub(crate) fn parse(buf: &[u8], wanted: &[HeaderName]) -> Result<Option<RequestH
         return Err(HeadError::Malformed("incomplete request line"));
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed("method"))?;
-    let uri: Uri = target.parse().map_err(|_| HeadError::Malformed("request target"))?;
+    let target = if target.starts_with('/') {
+        let start = target.as_ptr() as usize - buf.as_ptr() as usize;
+        RequestTarget::Origin(start..start + target.len())
+    } else {
+        RequestTarget::Other(target.parse().map_err(|_| HeadError::Malformed("request target"))?)
+    };
     let http10 = version == 0;
     let (mut close, mut keep) = (false, false);
     let mut length: Option<u64> = None;
@@ -115,7 +142,7 @@ pub(crate) fn parse(buf: &[u8], wanted: &[HeaderName]) -> Result<Option<RequestH
         (false, Some(n)) => RequestBody::Length(n),
     };
     let keep_alive = !close && (!http10 || keep);
-    Ok(Some(RequestHead { method, uri, http10, keep_alive, body, headers, len }))
+    Ok(Some(RequestHead { method, target, http10, keep_alive, body, headers, len }))
 }
 
 #[cfg(test)]
@@ -133,8 +160,7 @@ mod tests {
         let raw = "GET /live/a/source/seg-3.m4s?token=x HTTP/1.1\r\nHost: e\r\nUser-Agent: t\r\n\r\n";
         let h = one(raw).unwrap().unwrap();
         assert_eq!(h.method, Method::GET);
-        assert_eq!(h.uri.path(), "/live/a/source/seg-3.m4s");
-        assert_eq!(h.uri.query(), Some("token=x"));
+        assert_eq!(h.target.path_and_query(raw.as_bytes()), "/live/a/source/seg-3.m4s?token=x");
         assert!(h.keep_alive && !h.http10);
         assert_eq!(h.body, RequestBody::None);
         assert!(h.headers.is_empty());
@@ -199,8 +225,19 @@ mod tests {
     fn pipelined_requests_are_read_one_at_a_time() {
         let raw = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
         let first = one(raw).unwrap().unwrap();
-        assert_eq!(first.uri.path(), "/a");
-        let second = one(&raw[first.len..]).unwrap().unwrap();
-        assert_eq!(second.uri.path(), "/b");
+        assert_eq!(first.target.path_and_query(raw.as_bytes()), "/a");
+        let rest = &raw[first.len..];
+        let second = one(rest).unwrap().unwrap();
+        assert_eq!(second.target.path_and_query(rest.as_bytes()), "/b");
+    }
+
+    #[test]
+    fn absolute_and_asterisk_targets_are_parsed_to_their_path() {
+        let raw = "GET http://edge.example/live/a/index.m3u8?x=1 HTTP/1.1\r\n\r\n";
+        let h = one(raw).unwrap().unwrap();
+        assert_eq!(h.target.path_and_query(raw.as_bytes()), "/live/a/index.m3u8?x=1");
+        let raw = "OPTIONS * HTTP/1.1\r\n\r\n";
+        assert_eq!(one(raw).unwrap().unwrap().target.path_and_query(raw.as_bytes()), "*");
+        assert!(one("GET http://[bad/ HTTP/1.1\r\n\r\n").is_err(), "a target that is no URI is refused");
     }
 }
