@@ -96,6 +96,32 @@ async fn sqlite_store_uses_write_ahead_logging() {
     store.close().await;
 }
 
+/// Live reports of many channels at once, as origins send them, all succeed on SQLite: a
+/// transaction that reads and then writes takes the write lock at its start instead of
+/// failing "database is locked" when another connection wrote in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_live_reports_do_not_fail_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&support::sqlite_url(dir.path())).await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let channel = format!("ch{}", i % 16);
+            store.set_live(&channel, Some("o1"), None, i).await?;
+            store.set_live(&channel, None, Some("o1"), i + 1).await
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r.unwrap() {
+            failed.push(e.to_string());
+        }
+    }
+    assert!(failed.is_empty(), "{} of 64 failed, e.g. {:?}", failed.len(), failed.first());
+    store.close().await;
+}
+
 #[tokio::test]
 async fn store_on_postgres() {
     let pg = support::pg::PgCluster::start();

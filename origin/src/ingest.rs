@@ -5,8 +5,10 @@
 //! packager's events to the channel's live window in the hub. Errors close only the
 //! offending connection, with a logged reason and a metric.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use skyrelay_common::cpapi::ControlPlaneClient;
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::backoff::backoff;
 use crate::config::{OriginConfig, valid_channel_name};
 use crate::keys::PublishAuthority;
 use crate::metrics::OriginMetrics;
@@ -44,26 +47,73 @@ pub struct IngestContext {
 }
 
 /// Reports channels live and ended to the control plane, in the background (a slow or
-/// absent control plane never holds up a publisher).
+/// absent control plane never holds up a publisher). A report that fails is retried with
+/// backoff (up to [`REPORT_ATTEMPTS`] times) until a newer report for the same channel
+/// replaces it: edges find a channel only once the control plane knows it is live.
 #[derive(Clone)]
 pub struct LiveReports {
-    pub client: ControlPlaneClient,
-    pub node: String,
+    client: ControlPlaneClient,
+    node: String,
+    /// The newest report per channel still being delivered, by number.
+    pending: Arc<Mutex<HashMap<String, u64>>>,
+    next: Arc<AtomicU64>,
 }
 
+/// Most tries of one report (about five minutes with the backoff capped at 10 s).
+pub const REPORT_ATTEMPTS: u32 = 32;
+const REPORT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 impl LiveReports {
+    /// Reports for origin `node` through `client`.
+    pub fn new(client: ControlPlaneClient, node: String) -> Self {
+        LiveReports { client, node, pending: Arc::default(), next: Arc::default() }
+    }
+
     fn report(&self, channel: &str, live: bool) {
-        let (client, node, channel) = (self.client.clone(), self.node.clone(), channel.to_owned());
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).insert(channel.to_owned(), number);
+        let (this, channel) = (self.clone(), channel.to_owned());
         tokio::spawn(async move {
-            let result = if live {
-                client.report_live(&channel, &node).await
-            } else {
-                client.report_ended(&channel, &node).await
-            };
-            if let Err(e) = result {
-                warn!(%channel, live, error = %e, "could not report the channel state to the control plane");
+            for attempt in 1..=REPORT_ATTEMPTS {
+                if !this.is_newest(&channel, number) {
+                    return;
+                }
+                let result = if live {
+                    this.client.report_live(&channel, &this.node).await
+                } else {
+                    this.client.report_ended(&channel, &this.node).await
+                };
+                let e = match result {
+                    Ok(_) => {
+                        if attempt > 1 {
+                            info!(%channel, live, attempt, "channel state reported to the control plane");
+                        }
+                        return this.finish(&channel, number);
+                    }
+                    Err(e) => e,
+                };
+                if attempt == REPORT_ATTEMPTS {
+                    warn!(%channel, live, attempts = attempt, error = %e, "gave up reporting the channel state to the control plane");
+                    return this.finish(&channel, number);
+                }
+                let wait = backoff(attempt, REPORT_BACKOFF_MAX);
+                warn!(%channel, live, attempt, retry_in_ms = wait.as_millis() as u64, error = %e,
+                    "could not report the channel state to the control plane; retrying");
+                tokio::time::sleep(wait).await;
             }
         });
+    }
+
+    fn is_newest(&self, channel: &str, number: u64) -> bool {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).get(channel) == Some(&number)
+    }
+
+    /// Forgets report `number` of `channel`, unless a newer one took its place.
+    fn finish(&self, channel: &str, number: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.get(channel) == Some(&number) {
+            pending.remove(channel);
+        }
     }
 }
 
@@ -410,4 +460,105 @@ async fn flush(session: &mut ServerSession, stream: &mut TcpStream) -> std::io::
         stream.write_all(&out).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    use super::*;
+
+    /// Request lines a fake control plane received, in order.
+    type Seen = Arc<Mutex<Vec<String>>>;
+
+    fn count(seen: &Seen, path: &str) -> usize {
+        seen.lock().unwrap().iter().filter(|l| l.split(' ').nth(1) == Some(path)).count()
+    }
+
+    /// A control plane that answers the first `failures` requests with 500 and the rest with
+    /// a channel's location; keeps every request line.
+    async fn flaky_control_plane(failures: usize) -> (String, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Seen::default();
+        let counted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = counted.clone();
+                tokio::spawn(async move {
+                    let mut io = BufReader::new(stream);
+                    loop {
+                        let mut length = 0usize;
+                        let mut request_line = None;
+                        loop {
+                            let mut line = String::new();
+                            if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            request_line.get_or_insert_with(|| line.trim_end().to_owned());
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if io.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let n = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(request_line.unwrap_or_default());
+                            seen.len() - 1
+                        };
+                        let (status, text) = if n < failures {
+                            ("500 Internal Server Error", r#"{"error":"internal error"}"#)
+                        } else {
+                            ("200 OK", r#"{"channel":"c","origin":null,"version":1}"#)
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
+                        if io.get_mut().write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_report_is_retried_until_the_control_plane_takes_it() {
+        let (base, seen) = flaky_control_plane(2).await;
+        let reports = LiveReports::new(ControlPlaneClient::new(&base, "secret"), "origin-1".into());
+        reports.report("c", true);
+        until("the report to be done", || reports.pending.lock().unwrap().is_empty()).await;
+        assert_eq!(count(&seen, "/v1/live"), 3, "two failures, then the one taken, then no more");
+    }
+
+    #[tokio::test]
+    async fn a_newer_report_replaces_one_being_retried() {
+        let (base, seen) = flaky_control_plane(usize::MAX).await;
+        let reports = LiveReports::new(ControlPlaneClient::new(&base, "secret"), "origin-1".into());
+        reports.report("c", true);
+        until("the first attempt", || count(&seen, "/v1/live") == 1).await;
+        reports.report("c", false);
+        // By the third try of the newer report, the older one has woken from its first
+        // backoff (at most 250 ms) and found itself replaced.
+        until("three tries of the ended report", || count(&seen, "/v1/live/ended") >= 3).await;
+        assert_eq!(count(&seen, "/v1/live"), 1, "the live report stopped once replaced");
+    }
 }

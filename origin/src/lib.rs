@@ -16,7 +16,9 @@
 //! - [`metrics`]: `skyrelay_origin_*` Prometheus metrics.
 //! - [`node`]: starts and stops everything.
 //! - [`recorder`]: recordings: segments spooled to disk, uploaded to storage (local or S3).
+//! - `backoff`: retry delays with jitter (uploads, reports to the control plane).
 
+mod backoff;
 pub mod cmaf;
 pub mod codec;
 pub mod config;

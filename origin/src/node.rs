@@ -115,7 +115,7 @@ impl OriginNode {
             None => Arc::new(StaticKeys::new(cfg.keys.clone())),
         });
         let live_reports =
-            control_plane.clone().map(|client| LiveReports { client, node: cfg.node_name.clone() });
+            control_plane.clone().map(|client| LiveReports::new(client, cfg.node_name.clone()));
         // Everything that can fail comes before any task starts, so a failed start leaves
         // nothing listening.
         let tls = match (&cfg.http.tls_cert, &cfg.http.tls_key) {

@@ -122,7 +122,7 @@ impl Store {
 
     /// Deletes a channel with its keys.
     pub async fn delete_channel(&self, id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM stream_keys WHERE channel_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM channels WHERE id = $1").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -136,7 +136,7 @@ impl Store {
         key_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE stream_keys SET revoked_at = $1 WHERE channel_id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(channel_id)

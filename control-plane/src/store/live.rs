@@ -43,7 +43,7 @@ impl Store {
         expect_node: Option<&str>,
         now: i64,
     ) -> Result<LiveEntry, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT node, version FROM live WHERE channel = $1")
             .bind(channel)
             .fetch_optional(&mut *tx)

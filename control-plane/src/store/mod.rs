@@ -128,6 +128,17 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at its start (`BEGIN
+    /// IMMEDIATE`), waiting for another writer under the busy timeout: a deferred transaction
+    /// that reads and then writes fails at once with "database is locked" when another
+    /// connection wrote in between (WAL cannot upgrade its stale snapshot).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Applies every migration not applied yet, each in its own transaction.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::raw_sql(

@@ -41,7 +41,7 @@ impl Store {
 
     /// Adds `key` as the current key, retiring every other current key at `now`.
     pub async fn add_signing_key(&self, key: &SigningKeyRow, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(now)
             .execute(&mut *tx)

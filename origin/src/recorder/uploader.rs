@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use bytes::Bytes;
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+use crate::backoff::backoff;
 
 use super::spool::{self, UPLOADED};
 use super::state::{PendingObject, Phase, Shared};
@@ -123,13 +124,6 @@ pub(crate) async fn run(
     }
 }
 
-/// 250 ms doubling up to `max`, then a random 50–100 % of it (so many origins recovering
-/// from the same outage do not retry in step).
-fn backoff(attempt: u32, max: Duration) -> Duration {
-    let base = Duration::from_millis(250).saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(max);
-    base.mul_f64(rand::rng().random_range(0.5..=1.0))
-}
-
 /// Puts `body` at `key`, reads it back and compares digests.
 async fn put_verified(
     shared: &Shared,
@@ -237,19 +231,4 @@ async fn finalize(shared: &Shared, key: &str) -> Result<(), UploadError> {
     st.recs.remove(key);
     Shared::finished(&mut st, info);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let max = Duration::from_secs(4);
-        for attempt in 1..40 {
-            let d = backoff(attempt, max);
-            let base = Duration::from_millis(250).saturating_mul(1 << (attempt - 1).min(16)).min(max);
-            assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?}");
-        }
-    }
 }
