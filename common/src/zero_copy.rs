@@ -27,11 +27,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::task::{Context, Poll, ready};
 
-use crate::sharded::ShardedCounter;
 use bytes::Bytes;
 use rustix::net::SendFlags;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::sharded::ShardedCounter;
 
 /// Buffers shorter than this are not backed: their copy costs less than the file.
 pub const MIN_BACKED: usize = 64 * 1024;

@@ -532,12 +532,10 @@ mod tests {
         (base, seen)
     }
 
+    /// Waits (polling, with a deadline) until `done` holds.
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let check = || std::future::ready(done().then_some(()));
+        skyrelay_testkit::poll_for(what, Duration::from_secs(10), Duration::from_millis(20), check).await
     }
 
     #[tokio::test]

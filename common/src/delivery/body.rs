@@ -57,45 +57,30 @@ impl std::fmt::Debug for DeliveryBody {
 }
 
 impl DeliveryBody {
+    fn new(inner: Inner) -> Self {
+        DeliveryBody { inner, sent: None, _active: None, _in_progress: None, media_fields: false }
+    }
+
     /// No body.
     pub fn empty() -> Self {
-        DeliveryBody {
-            inner: Inner::Empty,
-            sent: None,
-            _active: None,
-            _in_progress: None,
-            media_fields: false,
-        }
+        Self::new(Inner::Empty)
     }
 
     /// One buffer, sent as a single frame.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        let inner = Inner::Full((!bytes.is_empty()).then_some(bytes));
-        DeliveryBody { inner, sent: None, _active: None, _in_progress: None, media_fields: false }
+        Self::new(Inner::Full((!bytes.is_empty()).then_some(bytes)))
     }
 
     /// Buffers sent in order, without copying.
     pub fn chunks(chunks: Vec<Bytes>) -> Self {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        DeliveryBody {
-            inner: Inner::Chunks { chunks: chunks.into_iter(), remaining },
-            sent: None,
-            _active: None,
-            _in_progress: None,
-            media_fields: false,
-        }
+        Self::new(Inner::Chunks { chunks: chunks.into_iter(), remaining })
     }
 
     /// A body that yields whatever `stream` yields.
     pub fn stream(stream: impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static) -> Self {
-        DeliveryBody {
-            inner: Inner::Stream(Box::pin(stream)),
-            sent: None,
-            _active: None,
-            _in_progress: None,
-            media_fields: false,
-        }
+        Self::new(Inner::Stream(Box::pin(stream)))
     }
 
     pub(crate) fn counted(mut self, sent: BodyBytes, active: ActiveGuard) -> Self {

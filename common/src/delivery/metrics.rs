@@ -1,6 +1,7 @@
 //! Delivery metrics, registered under a caller-given prefix (`skyrelay_origin`,
 //! `skyrelay_edge`).
 
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
@@ -124,7 +125,7 @@ impl Metrics {
     }
 
     /// Counts a request as active for as long as the guard lives.
-    pub(crate) fn active(&self) -> Active<'_> {
+    pub(crate) fn active(&self) -> Active<&ShardedGauge> {
         self.active.add(1);
         Active(&self.active)
     }
@@ -132,7 +133,7 @@ impl Metrics {
     /// [`active`](Self::active) for a body that outlives the borrow.
     pub(crate) fn active_guard(&self) -> ActiveGuard {
         self.active.add(1);
-        ActiveGuard(self.active.clone())
+        Active(self.active.clone())
     }
 
     pub(crate) fn reload(&self, outcome: ReloadOutcome) {
@@ -156,19 +157,14 @@ impl BodyBytes {
     }
 }
 
-/// Counts a request as active until dropped (see [`Metrics::active`]).
-pub(crate) struct Active<'a>(&'a ShardedGauge);
+/// Counts a request as active until dropped: borrowing the gauge (see [`Metrics::active`]),
+/// or owning a reference to it for a body that outlives the borrow ([`ActiveGuard`]).
+pub(crate) struct Active<G: Deref<Target = ShardedGauge>>(G);
 
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0.add(-1);
-    }
-}
+/// [`Active`] held by a response body.
+pub(crate) type ActiveGuard = Active<Arc<ShardedGauge>>;
 
-/// Counts a request as active until dropped (held by the response body).
-pub(crate) struct ActiveGuard(Arc<ShardedGauge>);
-
-impl Drop for ActiveGuard {
+impl<G: Deref<Target = ShardedGauge>> Drop for Active<G> {
     fn drop(&mut self) {
         self.0.add(-1);
     }

@@ -40,7 +40,7 @@ use super::handlers::Target;
 use super::idle::Activity;
 use super::metrics::Active;
 use super::{Delivery, handlers};
-use crate::sharded::ShardedCounter;
+use crate::sharded::{ShardedCounter, ShardedGauge};
 
 /// What a connection's client sends first when it speaks HTTP/2 with prior knowledge.
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -205,7 +205,7 @@ where
 /// A request's counting: its body bytes, and it as active until the guard drops.
 struct Counting<'a> {
     bytes: &'a ShardedCounter,
-    _active: Active<'a>,
+    _active: Active<&'a ShardedGauge>,
 }
 
 /// Writes `head` and then `body` framed as `framing`. Buffers of a body of known length go
