@@ -196,8 +196,18 @@ async fn bench() -> Result<(), String> {
         for run in 0..runs {
             let c = scenarios::cold(&origin.hub, run, ports, clients).await?;
             eprintln!(
-                "cold: origin {:.2} ms, edge single {:.2} ms, burst p50 {:.1} p99 {:.1}",
-                c.origin_ttfb, c.edge_single, c.edge.p50, c.edge.p99
+                "cold: origin {:.2} ms, edge single {:.2} ms, burst p50 {:.1} p99 {:.1}; \
+                 part burst p50 {:.1} p99 {:.1}; cached burst p50 {:.1} p99 {:.1} (nginx {:.1} {:.1})",
+                c.origin_ttfb,
+                c.edge_single,
+                c.edge.p50,
+                c.edge.p99,
+                c.edge_part.p50,
+                c.edge_part.p99,
+                c.edge_warm.p50,
+                c.edge_warm.p99,
+                c.nginx_warm.p50,
+                c.nginx_warm.p99
             );
         }
         return Ok(());

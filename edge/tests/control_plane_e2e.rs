@@ -101,6 +101,7 @@ fn decodes(url: &str) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamer_to_viewer_through_the_control_plane() {
     skyrelay_common::telemetry::init_logging("info,skyrelay=debug", false);
+    skyrelay_testkit::report_panics_inline();
     let dir = tempfile::tempdir().unwrap();
     let cp = start_control_plane(&dir.path().join("cp")).await;
     let session = login(&cp, dir.path().join("cp").as_path()).await;

@@ -13,6 +13,26 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// Makes a panic in a test show where the logs are, as it happens.
+///
+/// The test harness prints a failing test's panic message in its summary at the end of the
+/// binary's run, far from the node logs (written straight to stdout, so not captured) that
+/// explain it; a CI excerpt around the `FAILED` line then shows the logs but not the reason.
+/// This hook also writes the message, with the test's name, to stdout at once. Idempotent.
+pub fn report_panics_inline() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            use std::io::Write;
+            let thread = std::thread::current();
+            let line = format!("PANIC in {}: {info}\n", thread.name().unwrap_or("an unnamed thread"));
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            previous(info);
+        }));
+    });
+}
+
 /// A child process killed when dropped.
 pub struct ChildGuard(pub Child);
 

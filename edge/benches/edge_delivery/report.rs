@@ -96,6 +96,9 @@ pub fn table(runs: &[Run], seg_bytes: usize, pl_bytes: usize, clients: usize) ->
         med(&|r| r.cold.edge_part.bad as f64),
         med(&|r| r.cold.nginx_part.bad as f64),
     );
+    let warm = format!("(3) the same segment cached, {clients} clients at once, TTFB");
+    row(&format!("{warm} p50 (ms)"), med(&|r| r.cold.edge_warm.p50), med(&|r| r.cold.nginx_warm.p50));
+    row(&format!("{warm} p99 (ms)"), med(&|r| r.cold.edge_warm.p99), med(&|r| r.cold.nginx_warm.p99));
     let _ = writeln!(
         t,
         "\nReference, the origin's own HTTP in the same runs: (1) p50 {} ms, p99 {} ms.",

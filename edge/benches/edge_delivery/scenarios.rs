@@ -158,6 +158,10 @@ pub struct Cold {
     /// The same with the segment's last part (`part-3.4.m4s`, complete, ~68 KB).
     pub edge_part: Burst,
     pub nginx_part: Burst,
+    /// The cold segment's burst once more, now that both servers hold it: what the same
+    /// number of clients costs without any fetch (the floor for the cold figures).
+    pub edge_warm: Burst,
+    pub nginx_warm: Burst,
 }
 
 pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result<Cold, String> {
@@ -178,6 +182,8 @@ pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result
     let part = |ch: &str| format!("/live/{ch}/source/part-3.4.m4s");
     let edge_part = burst(procs::local(ports.edge_http), &part(&names[5]), clients).await?;
     let nginx_part = burst(procs::local(ports.nginx_cache), &part(&names[6]), clients).await?;
+    let edge_warm = burst(procs::local(ports.edge_http), &seg(&names[3]), clients).await?;
+    let nginx_warm = burst(procs::local(ports.nginx_cache), &seg(&names[4]), clients).await?;
     Ok(Cold {
         origin_ttfb: client::median(&origin),
         edge_single: ttfb_ms(&edge_one)?,
@@ -186,6 +192,8 @@ pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result
         nginx,
         edge_part,
         nginx_part,
+        edge_warm,
+        nginx_warm,
     })
 }
 

@@ -89,6 +89,7 @@ impl TestNet {
 
     pub async fn new(edges: &[&str]) -> TestNet {
         skyrelay_common::telemetry::init_logging("info,skyrelay=debug", false);
+        skyrelay_testkit::report_panics_inline();
         let dir = tempfile::tempdir().unwrap();
         tls::create_ca(&dir.path().join("ca")).expect("cluster CA");
         let any = "127.0.0.1:0".parse().unwrap();

@@ -27,6 +27,7 @@ pub fn origin_config() -> OriginConfig {
 
 pub async fn start_origin(cfg: OriginConfig) -> OriginNode {
     skyrelay_common::telemetry::init_logging("info,skyrelay=debug", false);
+    skyrelay_testkit::report_panics_inline();
     OriginNode::start(cfg, None).await.expect("origin starts")
 }
 
