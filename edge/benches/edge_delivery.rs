@@ -22,6 +22,8 @@
 mod client;
 #[path = "edge_delivery/feed.rs"]
 mod feed;
+#[path = "edge_delivery/machine.rs"]
+mod machine;
 #[path = "edge_delivery/procs.rs"]
 mod procs;
 #[path = "edge_delivery/report.rs"]
@@ -176,7 +178,8 @@ async fn bench() -> Result<(), String> {
     eprintln!("segment {} bytes, playlist {} bytes", bodies[1], bodies[0]);
 
     let mut results = Vec::new();
-    if std::env::var("ONLY").as_deref() == Ok("serve") {
+    let only = std::env::var("ONLY").unwrap_or_default();
+    if only == "serve" {
         // For profiling by hand: both servers stay up, warmed, until stdin closes.
         eprintln!(
             "serving: edge pid {} http://127.0.0.1:{}{seg_path} | nginx pid {} http://127.0.0.1:{}{seg_path} \
@@ -192,14 +195,18 @@ async fn bench() -> Result<(), String> {
         .await;
         return Ok(());
     }
-    if std::env::var("ONLY").as_deref() == Ok("cold") {
+    if only == "cold" {
         for run in 0..runs {
             let c = scenarios::cold(&origin.hub, run, ports, clients).await?;
             eprintln!(
-                "cold: origin {:.2} ms, edge single {:.2} ms, burst p50 {:.1} p99 {:.1}; \
-                 part burst p50 {:.1} p99 {:.1}; cached burst p50 {:.1} p99 {:.1} (nginx {:.1} {:.1})",
+                "cold: origin {:.2} ms, edge single {:.2} ms (after idle {:.2}; nginx {:.2}, {:.2}), \
+                 burst p50 {:.1} p99 {:.1}; part burst p50 {:.1} p99 {:.1}; \
+                 cached burst p50 {:.1} p99 {:.1} (nginx {:.1} {:.1})",
                 c.origin_ttfb,
                 c.edge_single,
+                c.edge_single_idle,
+                c.nginx_single,
+                c.nginx_single_idle,
                 c.edge.p50,
                 c.edge.p99,
                 c.edge_part.p50,
@@ -210,6 +217,8 @@ async fn bench() -> Result<(), String> {
                 c.nginx_warm.p99
             );
         }
+        let (hot, idle) = machine::idle_touch_cost(scenarios::SINGLE_IDLE, 3);
+        eprintln!("memory write per page: {hot:.2} µs just touched, {idle:.2} µs after the idle pause");
         return Ok(());
     }
     for run in 0..runs {
@@ -227,7 +236,15 @@ async fn bench() -> Result<(), String> {
         let cold = scenarios::cold(&origin.hub, run, ports, clients).await?;
         results.push(report::Run { lat, tp, cold });
     }
-    let table = report::table(&results, bodies[1], bodies[0], clients);
+    let (hot, idle) = tokio::task::spawn_blocking(|| machine::idle_touch_cost(scenarios::SINGLE_IDLE, 3))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut table = report::table(&results, bodies[1], bodies[0], clients);
+    table.push_str(&format!(
+        "\nThis machine: writing to memory costs {hot:.2} µs per 4 KiB page when it was just touched, \
+         {idle:.2} µs after {} s untouched (median of 3).\n",
+        scenarios::SINGLE_IDLE.as_secs()
+    ));
     println!("{table}");
     std::fs::create_dir_all(&out).map_err(|e| format!("mkdir {}: {e}", out.display()))?;
     let file = out.join("edge-delivery.md");

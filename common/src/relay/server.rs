@@ -326,7 +326,20 @@ impl ConnTask {
                 }
             }
             ControlMessage::Fetch { id, subscription, msn } => {
-                debug!(id, subscription, msn, "fetch received");
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    // The path's state explains a slow fetch (RTT, window, losses).
+                    let path = self.conn.stats().path;
+                    debug!(
+                        id,
+                        subscription,
+                        msn,
+                        rtt_us = path.rtt.as_micros() as u64,
+                        cwnd = path.cwnd,
+                        lost = path.lost_packets,
+                        congestion_events = path.congestion_events,
+                        "fetch received"
+                    );
+                }
                 let Some((_, rendition)) = self.subs.get(&subscription) else {
                     let _ = ctl.send(error(id, ErrorCode::BadRequest, "unknown subscription")).await;
                     return Ok(());

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::client::median;
 use crate::procs::WrkResult;
-use crate::scenarios::{Cold, Latency, Throughput};
+use crate::scenarios::{Cold, Latency, SINGLE_IDLE, Throughput};
 
 /// One run's figures.
 pub struct Run {
@@ -66,7 +66,16 @@ pub fn table(runs: &[Run], seg_bytes: usize, pl_bytes: usize, clients: usize) ->
     wrk_rows(&mut row, &format!("segment {seg_bytes} B"), |t| t.edge_segment, |t| t.nginx_segment);
     wrk_rows(&mut row, &format!("playlist {pl_bytes} B"), |t| t.edge_playlist, |t| t.nginx_playlist);
     row("(3) origin fetch, 1 client at the origin, TTFB (ms)", med(&|r| r.cold.origin_ttfb), f64::NAN);
-    row("(3) cold object, 1 client, TTFB (ms)", med(&|r| r.cold.edge_single), med(&|r| r.cold.nginx_single));
+    row(
+        "(3) cold object, 1 client, right after another, TTFB (ms)",
+        med(&|r| r.cold.edge_single),
+        med(&|r| r.cold.nginx_single),
+    );
+    row(
+        &format!("(3) cold object, 1 client, first after {} s idle, TTFB (ms)", SINGLE_IDLE.as_secs()),
+        med(&|r| r.cold.edge_single_idle),
+        med(&|r| r.cold.nginx_single_idle),
+    );
     row(
         &format!("(3) cold object, {clients} clients at once, TTFB p50 (ms)"),
         med(&|r| r.cold.edge.p50),

@@ -146,13 +146,23 @@ pub struct Burst {
     pub bad: usize,
 }
 
+/// The pause before the first single cold request to each server. On some virtual
+/// machines memory that sat untouched for a second or more costs far more on its next
+/// touch (see `machine::idle_touch_cost`), so the first request after a pause measures
+/// that as much as the server; both servers get the same pause.
+pub const SINGLE_IDLE: Duration = Duration::from_secs(2);
+
 /// (3) Cold object: per run, fresh channels at the origin; `clients` clients connected in
 /// advance send their request at the same instant.
 pub struct Cold {
     /// One client, the origin's own HTTP: the origin fetch time (median of 5).
     pub origin_ttfb: f64,
+    /// One client, right after another cold request to the same server.
     pub edge_single: f64,
     pub nginx_single: f64,
+    /// One client, the first request after [`SINGLE_IDLE`] without any.
+    pub edge_single_idle: f64,
+    pub nginx_single_idle: f64,
     pub edge: Burst,
     pub nginx: Burst,
     /// The same with the segment's last part (`part-3.4.m4s`, complete, ~68 KB).
@@ -166,7 +176,7 @@ pub struct Cold {
 
 pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result<Cold, String> {
     let seg = |ch: &str| format!("/live/{ch}/source/seg-3.m4s");
-    let names = ["a", "b", "c", "d", "e", "f", "g"].map(|s| format!("cold{run}{s}"));
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"].map(|s| format!("cold{run}{s}"));
     for n in &names {
         feed::static_channel(hub, n, 4)?;
     }
@@ -175,8 +185,19 @@ pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result
         let f = client::fetch(procs::local(ports.origin_http), &seg(&names[0]), false, None).await;
         origin.push(ttfb_ms(&f)?);
     }
-    let edge_one = client::fetch(procs::local(ports.edge_http), &seg(&names[1]), false, None).await;
-    let nginx_one = client::fetch(procs::local(ports.nginx_cache), &seg(&names[2]), false, None).await;
+    // One cold request to each server after the same pause (the first use of a path that
+    // sat idle), then one more on another fresh channel right behind it.
+    let single = |port: u16, first: &str, second: &str| {
+        let (first, second) = (seg(first), seg(second));
+        async move {
+            tokio::time::sleep(SINGLE_IDLE).await;
+            let idle = client::fetch(procs::local(port), &first, false, None).await;
+            let warm = client::fetch(procs::local(port), &second, false, None).await;
+            Ok::<_, String>((ttfb_ms(&idle)?, ttfb_ms(&warm)?))
+        }
+    };
+    let (edge_single_idle, edge_single) = single(ports.edge_http, &names[1], &names[7]).await?;
+    let (nginx_single_idle, nginx_single) = single(ports.nginx_cache, &names[2], &names[8]).await?;
     let edge = burst(procs::local(ports.edge_http), &seg(&names[3]), clients).await?;
     let nginx = burst(procs::local(ports.nginx_cache), &seg(&names[4]), clients).await?;
     let part = |ch: &str| format!("/live/{ch}/source/part-3.4.m4s");
@@ -186,8 +207,10 @@ pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result
     let nginx_warm = burst(procs::local(ports.nginx_cache), &seg(&names[4]), clients).await?;
     Ok(Cold {
         origin_ttfb: client::median(&origin),
-        edge_single: ttfb_ms(&edge_one)?,
-        nginx_single: ttfb_ms(&nginx_one)?,
+        edge_single,
+        nginx_single,
+        edge_single_idle,
+        nginx_single_idle,
         edge,
         nginx,
         edge_part,

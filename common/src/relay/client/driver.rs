@@ -497,6 +497,7 @@ impl Driver {
                     && d.writer.is_none()
                 {
                     let (writer, reader) = arriving();
+                    debug!(request, "fetch started");
                     if let Some(reply) = d.reply.take() {
                         // A caller that gave up drops the reader; the bytes still arrive.
                         let _ = reply.send(Ok(reader));

@@ -370,6 +370,7 @@ impl Fetch {
                 // the viewer's first bytes are on their way. The gate bounds the wait.
                 if self.hold.is_some() {
                     let _ = tokio::time::timeout(HISTORY_GATE_WAIT, send.stopped()).await;
+                    debug!(request = self.request, msn, "fetch acknowledged");
                 }
             }
             Err(_) => {
