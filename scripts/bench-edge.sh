@@ -4,8 +4,10 @@
 #       vs nginx proxying the same origin unbuffered;
 #   (2) wrk -t2 -c256 on a cached ~340 KB segment and on a playlist: requests/s and requests
 #       per server CPU-second, vs nginx serving the same bytes from files;
-#   (3) 256 clients at once on a segment not cached yet: time to first byte, vs nginx
-#       proxy_cache + proxy_cache_lock in front of the same origin.
+#   (3) a segment not cached yet: time to first byte of one request after a 2 s pause, of one
+#       right behind it, and of 256 clients at once (then a part, then the segment cached),
+#       vs nginx proxy_cache + proxy_cache_lock in front of the same origin; with the machine's
+#       cost of touching memory that sat idle.
 # The program is edge/benches/edge_delivery.rs (a bench target, harness = false). It prints a
 # markdown table (medians over RUNS runs, ratios) and writes it to $OUT/edge-delivery.md
 # together with the machine and the command.

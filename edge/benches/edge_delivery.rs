@@ -4,13 +4,17 @@
 //!    part requests issued ahead, streamed), vs nginx proxying the origin unbuffered;
 //! 2. wrk (2 threads, 256 connections) on a cached ~340 KB segment and on a playlist, vs
 //!    nginx serving the same bytes from files: requests/s and requests per server CPU-second;
-//! 3. 256 clients asking at once for a segment the edge does not hold yet, vs nginx
-//!    proxy_cache with proxy_cache_lock in front of the same origin: time to first byte.
+//! 3. an object the edge does not hold yet, vs nginx proxy_cache with proxy_cache_lock in
+//!    front of the same origin: time to first byte of one request after a pause and of one
+//!    right behind it, of 256 clients asking at once (a segment, a part), and of the same
+//!    burst once cached; with the machine's cost of touching memory that sat idle
+//!    (`machine`).
 //!
 //! The origin runs in this process (synthetic media pushed into its hub, see `feed`); the
 //! edge runs as a child process (this binary with `--edge-child`), so its CPU time can be
 //! read from `/proc`. Layout: `feed` (synthetic stream), `client` (raw HTTP/1.1 client),
-//! `procs` (edge, nginx, wrk, CPU time), `scenarios` (the measurements), `report` (table).
+//! `procs` (edge, nginx, wrk, CPU time), `scenarios` (the measurements), `machine` (the idle
+//! memory probe), `report` (table).
 //!
 //! Run with `scripts/bench-edge.sh`. Environment: RUNS (3), BASE_PORT (29500; uses
 //! BASE_PORT..+22 on 127.0.0.1), WRK_SECONDS (10), WRK_WARMUP_SECONDS (3, a discarded wrk
@@ -203,18 +207,18 @@ async fn bench() -> Result<(), String> {
                  burst p50 {:.1} p99 {:.1}; part burst p50 {:.1} p99 {:.1}; \
                  cached burst p50 {:.1} p99 {:.1} (nginx {:.1} {:.1})",
                 c.origin_ttfb,
-                c.edge_single,
-                c.edge_single_idle,
-                c.nginx_single,
-                c.nginx_single_idle,
-                c.edge.p50,
-                c.edge.p99,
-                c.edge_part.p50,
-                c.edge_part.p99,
-                c.edge_warm.p50,
-                c.edge_warm.p99,
-                c.nginx_warm.p50,
-                c.nginx_warm.p99
+                c.edge.single,
+                c.edge.single_idle,
+                c.nginx.single,
+                c.nginx.single_idle,
+                c.edge.segment.p50,
+                c.edge.segment.p99,
+                c.edge.part.p50,
+                c.edge.part.p99,
+                c.edge.cached.p50,
+                c.edge.cached.p99,
+                c.nginx.cached.p50,
+                c.nginx.cached.p99
             );
         }
         let (hot, idle) = machine::idle_touch_cost(scenarios::SINGLE_IDLE, 3);

@@ -68,46 +68,46 @@ pub fn table(runs: &[Run], seg_bytes: usize, pl_bytes: usize, clients: usize) ->
     row("(3) origin fetch, 1 client at the origin, TTFB (ms)", med(&|r| r.cold.origin_ttfb), f64::NAN);
     row(
         "(3) cold object, 1 client, right after another, TTFB (ms)",
-        med(&|r| r.cold.edge_single),
-        med(&|r| r.cold.nginx_single),
+        med(&|r| r.cold.edge.single),
+        med(&|r| r.cold.nginx.single),
     );
     row(
         &format!("(3) cold object, 1 client, first after {} s idle, TTFB (ms)", SINGLE_IDLE.as_secs()),
-        med(&|r| r.cold.edge_single_idle),
-        med(&|r| r.cold.nginx_single_idle),
+        med(&|r| r.cold.edge.single_idle),
+        med(&|r| r.cold.nginx.single_idle),
     );
     row(
         &format!("(3) cold object, {clients} clients at once, TTFB p50 (ms)"),
-        med(&|r| r.cold.edge.p50),
-        med(&|r| r.cold.nginx.p50),
+        med(&|r| r.cold.edge.segment.p50),
+        med(&|r| r.cold.nginx.segment.p50),
     );
     row(
         &format!("(3) cold object, {clients} clients at once, TTFB p99 (ms)"),
-        med(&|r| r.cold.edge.p99),
-        med(&|r| r.cold.nginx.p99),
+        med(&|r| r.cold.edge.segment.p99),
+        med(&|r| r.cold.nginx.segment.p99),
     );
     row(
         &format!("(3) cold object, {clients} clients at once, TTFB max (ms)"),
-        med(&|r| r.cold.edge.max),
-        med(&|r| r.cold.nginx.max),
+        med(&|r| r.cold.edge.segment.max),
+        med(&|r| r.cold.nginx.segment.max),
     );
     row(
         &format!("(3) cold object, {clients} clients: failed or differing responses"),
-        med(&|r| r.cold.edge.bad as f64),
-        med(&|r| r.cold.nginx.bad as f64),
+        med(&|r| r.cold.edge.segment.bad as f64),
+        med(&|r| r.cold.nginx.segment.bad as f64),
     );
     let part = format!("(3) cold part (68 KB), {clients} clients at once, TTFB");
-    row(&format!("{part} p50 (ms)"), med(&|r| r.cold.edge_part.p50), med(&|r| r.cold.nginx_part.p50));
-    row(&format!("{part} p99 (ms)"), med(&|r| r.cold.edge_part.p99), med(&|r| r.cold.nginx_part.p99));
-    row(&format!("{part} max (ms)"), med(&|r| r.cold.edge_part.max), med(&|r| r.cold.nginx_part.max));
+    row(&format!("{part} p50 (ms)"), med(&|r| r.cold.edge.part.p50), med(&|r| r.cold.nginx.part.p50));
+    row(&format!("{part} p99 (ms)"), med(&|r| r.cold.edge.part.p99), med(&|r| r.cold.nginx.part.p99));
+    row(&format!("{part} max (ms)"), med(&|r| r.cold.edge.part.max), med(&|r| r.cold.nginx.part.max));
     row(
         &format!("(3) cold part, {clients} clients: failed or differing responses"),
-        med(&|r| r.cold.edge_part.bad as f64),
-        med(&|r| r.cold.nginx_part.bad as f64),
+        med(&|r| r.cold.edge.part.bad as f64),
+        med(&|r| r.cold.nginx.part.bad as f64),
     );
     let warm = format!("(3) the same segment cached, {clients} clients at once, TTFB");
-    row(&format!("{warm} p50 (ms)"), med(&|r| r.cold.edge_warm.p50), med(&|r| r.cold.nginx_warm.p50));
-    row(&format!("{warm} p99 (ms)"), med(&|r| r.cold.edge_warm.p99), med(&|r| r.cold.nginx_warm.p99));
+    row(&format!("{warm} p50 (ms)"), med(&|r| r.cold.edge.cached.p50), med(&|r| r.cold.nginx.cached.p50));
+    row(&format!("{warm} p99 (ms)"), med(&|r| r.cold.edge.cached.p99), med(&|r| r.cold.nginx.cached.p99));
     let _ = writeln!(
         t,
         "\nReference, the origin's own HTTP in the same runs: (1) p50 {} ms, p99 {} ms.",
@@ -127,10 +127,10 @@ pub fn table(runs: &[Run], seg_bytes: usize, pl_bytes: usize, clients: usize) ->
             fmt(r.tp.nginx_segment.per_cpu_s()),
             fmt(r.tp.edge_playlist.per_cpu_s()),
             fmt(r.tp.nginx_playlist.per_cpu_s()),
-            fmt(r.cold.edge.p99),
-            fmt(r.cold.nginx.p99),
-            fmt(r.cold.edge_part.p99),
-            fmt(r.cold.nginx_part.p99),
+            fmt(r.cold.edge.segment.p99),
+            fmt(r.cold.nginx.segment.p99),
+            fmt(r.cold.edge.part.p99),
+            fmt(r.cold.nginx.part.p99),
             fmt(r.cold.origin_ttfb),
         );
     }

@@ -157,21 +157,22 @@ pub const SINGLE_IDLE: Duration = Duration::from_secs(2);
 pub struct Cold {
     /// One client, the origin's own HTTP: the origin fetch time (median of 5).
     pub origin_ttfb: f64,
+    pub edge: ServerCold,
+    pub nginx: ServerCold,
+}
+
+/// (3) on one server (see [`sequence`]).
+pub struct ServerCold {
     /// One client, right after another cold request to the same server.
-    pub edge_single: f64,
-    pub nginx_single: f64,
+    pub single: f64,
     /// One client, the first request after [`SINGLE_IDLE`] without any.
-    pub edge_single_idle: f64,
-    pub nginx_single_idle: f64,
-    pub edge: Burst,
-    pub nginx: Burst,
+    pub single_idle: f64,
+    pub segment: Burst,
     /// The same with the segment's last part (`part-3.4.m4s`, complete, ~68 KB).
-    pub edge_part: Burst,
-    pub nginx_part: Burst,
-    /// The cold segment's burst once more, now that both servers hold it: what the same
-    /// number of clients costs without any fetch (the floor for the cold figures).
-    pub edge_warm: Burst,
-    pub nginx_warm: Burst,
+    pub part: Burst,
+    /// The segment's burst once more, now that the server holds it: what the same number of
+    /// clients costs without any fetch (the floor for the cold figures).
+    pub cached: Burst,
 }
 
 pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result<Cold, String> {
@@ -185,39 +186,32 @@ pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result
         let f = client::fetch(procs::local(ports.origin_http), &seg(&names[0]), false, None).await;
         origin.push(ttfb_ms(&f)?);
     }
-    // One cold request to each server after the same pause (the first use of a path that
-    // sat idle), then one more on another fresh channel right behind it.
-    let single = |port: u16, first: &str, second: &str| {
-        let (first, second) = (seg(first), seg(second));
-        async move {
-            tokio::time::sleep(SINGLE_IDLE).await;
-            let idle = client::fetch(procs::local(port), &first, false, None).await;
-            let warm = client::fetch(procs::local(port), &second, false, None).await;
-            Ok::<_, String>((ttfb_ms(&idle)?, ttfb_ms(&warm)?))
-        }
+    // The same sequence on each server; which one goes first alternates between runs.
+    let (edge_http, nginx_cache) = (ports.edge_http, ports.nginx_cache);
+    let (edge, nginx) = if run.is_multiple_of(2) {
+        let edge = sequence(edge_http, &names[1..5], clients).await?;
+        (edge, sequence(nginx_cache, &names[5..9], clients).await?)
+    } else {
+        let nginx = sequence(nginx_cache, &names[5..9], clients).await?;
+        (sequence(edge_http, &names[1..5], clients).await?, nginx)
     };
-    let (edge_single_idle, edge_single) = single(ports.edge_http, &names[1], &names[7]).await?;
-    let (nginx_single_idle, nginx_single) = single(ports.nginx_cache, &names[2], &names[8]).await?;
-    let edge = burst(procs::local(ports.edge_http), &seg(&names[3]), clients).await?;
-    let nginx = burst(procs::local(ports.nginx_cache), &seg(&names[4]), clients).await?;
+    Ok(Cold { origin_ttfb: client::median(&origin), edge, nginx })
+}
+
+/// (3) on one server, four fresh channels: after a pause of [`SINGLE_IDLE`], one cold request
+/// (the first use of a path that sat idle), one more right behind it on the next channel,
+/// then the bursts (segment, part) and the segment's burst again once cached.
+async fn sequence(port: u16, channels: &[String], clients: usize) -> Result<ServerCold, String> {
+    let addr = procs::local(port);
+    let seg = |ch: &str| format!("/live/{ch}/source/seg-3.m4s");
     let part = |ch: &str| format!("/live/{ch}/source/part-3.4.m4s");
-    let edge_part = burst(procs::local(ports.edge_http), &part(&names[5]), clients).await?;
-    let nginx_part = burst(procs::local(ports.nginx_cache), &part(&names[6]), clients).await?;
-    let edge_warm = burst(procs::local(ports.edge_http), &seg(&names[3]), clients).await?;
-    let nginx_warm = burst(procs::local(ports.nginx_cache), &seg(&names[4]), clients).await?;
-    Ok(Cold {
-        origin_ttfb: client::median(&origin),
-        edge_single,
-        nginx_single,
-        edge_single_idle,
-        nginx_single_idle,
-        edge,
-        nginx,
-        edge_part,
-        nginx_part,
-        edge_warm,
-        nginx_warm,
-    })
+    tokio::time::sleep(SINGLE_IDLE).await;
+    let single_idle = ttfb_ms(&client::fetch(addr, &seg(&channels[0]), false, None).await)?;
+    let single = ttfb_ms(&client::fetch(addr, &seg(&channels[1]), false, None).await)?;
+    let segment = burst(addr, &seg(&channels[2]), clients).await?;
+    let part = burst(addr, &part(&channels[3]), clients).await?;
+    let cached = burst(addr, &seg(&channels[2]), clients).await?;
+    Ok(ServerCold { single, single_idle, segment, part, cached })
 }
 
 /// TTFB in ms of a 200 response; NaN (shown as "-", the status is logged) otherwise.
