@@ -287,11 +287,22 @@ async fn a_cold_edge_streams_a_fetched_segment_to_every_waiting_viewer() {
         .collect();
     for (i, v) in viewers.into_iter().enumerate() {
         let (status, got) = v.await.unwrap();
-        assert_eq!(status, 200, "viewer {i}");
+        assert_eq!(status, 200, "viewer {i}: {}", String::from_utf8_lossy(&got[..got.len().min(200)]));
         assert!(got == want, "viewer {i}: {} bytes, the origin's {} differ", got.len(), want.len());
     }
     let (status, again) = http_get(&at_edge).await;
-    assert_eq!((status, again == want), (200, true), "{seg} again from the edge");
+    assert_eq!(
+        status,
+        200,
+        "{seg} again from the edge: {}",
+        String::from_utf8_lossy(&again[..again.len().min(200)])
+    );
+    assert!(
+        again == want,
+        "{seg} again from the edge: {} bytes, the origin's {} differ",
+        again.len(),
+        want.len()
+    );
     let (_, metrics) = http_text(&format!("http://{}/metrics", net.edge(0).admin_addr)).await;
     let misses = metrics
         .lines()
