@@ -221,8 +221,7 @@ async fn bench() -> Result<(), String> {
                 c.nginx.cached.p99
             );
         }
-        let (hot, idle) = machine::idle_touch_cost(scenarios::SINGLE_IDLE, 3);
-        eprintln!("memory write per page: {hot:.2} µs just touched, {idle:.2} µs after the idle pause");
+        eprintln!("{}", machine::report_line(scenarios::SINGLE_IDLE).await?);
         return Ok(());
     }
     for run in 0..runs {
@@ -240,15 +239,8 @@ async fn bench() -> Result<(), String> {
         let cold = scenarios::cold(&origin.hub, run, ports, clients).await?;
         results.push(report::Run { lat, tp, cold });
     }
-    let (hot, idle) = tokio::task::spawn_blocking(|| machine::idle_touch_cost(scenarios::SINGLE_IDLE, 3))
-        .await
-        .map_err(|e| e.to_string())?;
     let mut table = report::table(&results, bodies[1], bodies[0], clients);
-    table.push_str(&format!(
-        "\nThis machine: writing to memory costs {hot:.2} µs per 4 KiB page when it was just touched, \
-         {idle:.2} µs after {} s untouched (median of 3).\n",
-        scenarios::SINGLE_IDLE.as_secs()
-    ));
+    table.push_str(&format!("\n{}\n", machine::report_line(scenarios::SINGLE_IDLE).await?));
     println!("{table}");
     std::fs::create_dir_all(&out).map_err(|e| format!("mkdir {}: {e}", out.display()))?;
     let file = out.join("edge-delivery.md");

@@ -267,6 +267,8 @@ async fn a_cold_edge_lists_the_origins_window_at_once() {
 /// every one of them, and the same again from the edge's cache afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_edge_streams_a_fetched_segment_to_every_waiting_viewer() {
+    // What an error answer said (its first bytes, as text).
+    let start_of = |body: &[u8]| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     let net = TestNet::new(&["edge-1"]).await;
     let _ffmpeg = ffmpeg_publish(&net.publish_url(), 20);
     let origin_playlist = format!("http://{}/live/demo/source/index.m3u8", net.origin.http_addr);
@@ -287,16 +289,11 @@ async fn a_cold_edge_streams_a_fetched_segment_to_every_waiting_viewer() {
         .collect();
     for (i, v) in viewers.into_iter().enumerate() {
         let (status, got) = v.await.unwrap();
-        assert_eq!(status, 200, "viewer {i}: {}", String::from_utf8_lossy(&got[..got.len().min(200)]));
+        assert_eq!(status, 200, "viewer {i}: {}", start_of(&got));
         assert!(got == want, "viewer {i}: {} bytes, the origin's {} differ", got.len(), want.len());
     }
     let (status, again) = http_get(&at_edge).await;
-    assert_eq!(
-        status,
-        200,
-        "{seg} again from the edge: {}",
-        String::from_utf8_lossy(&again[..again.len().min(200)])
-    );
+    assert_eq!(status, 200, "{seg} again from the edge: {}", start_of(&again));
     assert!(
         again == want,
         "{seg} again from the edge: {} bytes, the origin's {} differ",

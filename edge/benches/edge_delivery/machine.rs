@@ -10,6 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::median;
+
 const PAGE: usize = 4096;
 const PAGES: usize = 4096;
 
@@ -24,7 +26,19 @@ pub fn idle_touch_cost(idle: Duration, rounds: usize) -> (f64, f64) {
         std::thread::sleep(idle);
         cold.push(touch(&mut buf));
     }
-    (median(&mut hot), median(&mut cold))
+    (median(&hot), median(&cold))
+}
+
+/// [`idle_touch_cost`] off the async runtime (it sleeps), as a sentence for the report.
+pub async fn report_line(idle: Duration) -> Result<String, String> {
+    let (hot, cold) = tokio::task::spawn_blocking(move || idle_touch_cost(idle, 3))
+        .await
+        .map_err(|e| format!("memory probe: {e}"))?;
+    Ok(format!(
+        "This machine: writing to memory costs {hot:.2} µs per 4 KiB page when it was just touched, \
+         {cold:.2} µs after {} s untouched (median of 3).",
+        idle.as_secs()
+    ))
 }
 
 /// Writes one byte per page; microseconds per page.
@@ -36,9 +50,4 @@ fn touch(buf: &mut [u8]) -> f64 {
         std::hint::black_box(&page[0]);
     }
     start.elapsed().as_secs_f64() * 1e6 / (buf.len() / PAGE) as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

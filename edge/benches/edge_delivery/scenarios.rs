@@ -175,8 +175,16 @@ pub struct ServerCold {
     pub cached: Burst,
 }
 
+/// The cold objects of (3): a static channel's last segment and that segment's last part.
+fn seg(channel: &str) -> String {
+    format!("/live/{channel}/source/seg-3.m4s")
+}
+
+fn part(channel: &str) -> String {
+    format!("/live/{channel}/source/part-3.4.m4s")
+}
+
 pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result<Cold, String> {
-    let seg = |ch: &str| format!("/live/{ch}/source/seg-3.m4s");
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"].map(|s| format!("cold{run}{s}"));
     for n in &names {
         feed::static_channel(hub, n, 4)?;
@@ -203,8 +211,6 @@ pub async fn cold(hub: &Hub, run: usize, ports: Ports, clients: usize) -> Result
 /// then the bursts (segment, part) and the segment's burst again once cached.
 async fn sequence(port: u16, channels: &[String], clients: usize) -> Result<ServerCold, String> {
     let addr = procs::local(port);
-    let seg = |ch: &str| format!("/live/{ch}/source/seg-3.m4s");
-    let part = |ch: &str| format!("/live/{ch}/source/part-3.4.m4s");
     tokio::time::sleep(SINGLE_IDLE).await;
     let single_idle = ttfb_ms(&client::fetch(addr, &seg(&channels[0]), false, None).await)?;
     let single = ttfb_ms(&client::fetch(addr, &seg(&channels[1]), false, None).await)?;
