@@ -35,7 +35,7 @@ mod report;
 #[path = "edge_delivery/scenarios.rs"]
 mod scenarios;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use skyrelay_common::relay::tls;
@@ -58,11 +58,15 @@ fn main() {
         if std::env::var_os("RUST_LOG").is_some() {
             skyrelay_common::telemetry::init_logging("info", false);
         }
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(bench()))
+        // The origin gets a runtime of its own: a real origin does not share a scheduler
+        // with the clients measuring the edge (hundreds of burst clients queued ahead of the
+        // origin's relay and HTTP tasks would be charged to both servers' cold figures).
+        let runtime =
+            |name: &str| tokio::runtime::Builder::new_multi_thread().thread_name(name).enable_all().build();
+        match (runtime("bench-origin"), runtime("bench-clients")) {
+            (Ok(origin_rt), Ok(rt)) => rt.block_on(bench(origin_rt.handle().clone())),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        }
     };
     if let Err(e) = result {
         eprintln!("edge_delivery: {e}");
@@ -116,7 +120,7 @@ fn edge_child(args: &[String]) -> Result<(), String> {
 }
 
 #[allow(clippy::field_reassign_with_default)] // nested sections: set field by field
-async fn start_origin(dir: &Path, ports: Ports) -> Result<OriginNode, String> {
+async fn start_origin(dir: PathBuf, ports: Ports) -> Result<OriginNode, String> {
     let ca = dir.join("ca");
     tls::create_ca(&ca).map_err(|e| format!("cluster CA: {e}"))?;
     for name in ["origin-1", "edge-1"] {
@@ -137,7 +141,7 @@ async fn start_origin(dir: &Path, ports: Ports) -> Result<OriginNode, String> {
     OriginNode::start(cfg, None).await.map_err(|e| format!("origin: {e}"))
 }
 
-async fn bench() -> Result<(), String> {
+async fn bench(origin_rt: tokio::runtime::Handle) -> Result<(), String> {
     let runs: usize = env("RUNS", 3);
     let ports = Ports::new(env("BASE_PORT", 29500));
     let wrk_s: u64 = env("WRK_SECONDS", 10);
@@ -150,7 +154,7 @@ async fn bench() -> Result<(), String> {
     for sub in ["www/live/static/source", "cache"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("mkdir: {e}"))?;
     }
-    let origin = start_origin(dir, ports).await?;
+    let origin = origin_rt.spawn(start_origin(dir.to_owned(), ports)).await.map_err(|e| e.to_string())??;
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let edge = procs::spawn_edge(&dir.join("edge-1"), ports)?;
     let nginx = procs::spawn_nginx(dir, ports, workers)?;
@@ -248,7 +252,7 @@ async fn bench() -> Result<(), String> {
     eprintln!("written to {}", file.display());
     drop(nginx);
     drop(edge);
-    origin.stop().await;
+    let _ = origin_rt.spawn(origin.stop()).await;
     Ok(())
 }
 

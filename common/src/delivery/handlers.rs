@@ -476,7 +476,7 @@ impl Delivery {
         };
         tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment fetched");
         if let Some(Ok(chunks)) = arriving.arrived() {
-            return Some(DeliveryBody::chunks(chunks));
+            return Some(DeliveryBody::full(objects.arrived_whole(r.id(), msn, chunks).await));
         }
         let hold = self.hold(r);
         if let Err(e) = arriving.started(Instant::now() + hold).await {

@@ -138,7 +138,12 @@ impl Arriving {
     }
 
     /// The whole segment as one buffer once it has arrived (waits up to `deadline`).
-    pub async fn whole(mut self, deadline: Instant) -> Result<Bytes, ArrivalError> {
+    pub async fn whole(self, deadline: Instant) -> Result<Bytes, ArrivalError> {
+        Ok(super::objects::join(&self.chunks_when_whole(deadline).await?))
+    }
+
+    /// The segment's chunks once it has arrived whole (waits up to `deadline`).
+    pub async fn chunks_when_whole(mut self, deadline: Instant) -> Result<Vec<Bytes>, ArrivalError> {
         let wait = self.rx.wait_for(|s| s.end.is_some());
         let s = match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(s)) => s,
@@ -146,7 +151,7 @@ impl Arriving {
             Err(_) => return Err(ArrivalError::Stalled),
         };
         s.end.unwrap_or(Err(ArrivalError::BrokeOff))?;
-        Ok(super::objects::join(&s.chunks))
+        Ok(s.chunks.clone())
     }
 
     /// A reader from chunk `next` on, for a response body: each item joins the chunks

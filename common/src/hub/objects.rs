@@ -239,16 +239,26 @@ impl ObjectCache {
         result.map(|a| (outcome, a))
     }
 
+    /// The whole segment of a fetch that has arrived (`chunks`, from [`Arriving::arrived`]),
+    /// as the cache's one buffer for it (with its zero-copy file): made by the first request
+    /// that gets here or by the fetch's settling, whichever comes first, and shared by every
+    /// other. Requests answered between the fetch's end and its settling send that buffer
+    /// (one `sendfile` each) rather than the fetch's chunks (a copy each). Not counted: the
+    /// request was counted by [`get_or_arrive`](Self::get_or_arrive).
+    pub async fn arrived_whole(&self, rendition: u64, msn: u64, chunks: Vec<Bytes>) -> Bytes {
+        let key = Key { rendition, msn };
+        settled(&self.cache, key, &chunks, self.zero_copy, &self.bytes).await
+    }
+
     /// Once `arriving` is whole, caches it (with its zero-copy file, made off the requests'
-    /// path) and forgets the fetch; a failed one is only forgotten.
+    /// path unless a request made it first) and forgets the fetch; a failed one is only
+    /// forgotten.
     fn settle(&self, key: Key, arriving: Arriving) {
         let (cache, fetches, bytes, zero_copy) =
             (self.cache.clone(), self.arriving.clone(), self.bytes.clone(), self.zero_copy);
         tokio::spawn(async move {
-            if let Ok(whole) = arriving.whole(Instant::now() + ARRIVAL_LIMIT).await {
-                let whole = if zero_copy { zero_copy::back(whole) } else { whole };
-                cache.insert(key, whole).await;
-                bytes.set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
+            if let Ok(chunks) = arriving.chunks_when_whole(Instant::now() + ARRIVAL_LIMIT).await {
+                settled(&cache, key, &chunks, zero_copy, &bytes).await;
             }
             fetches.invalidate(&key).await;
         });
@@ -264,6 +274,28 @@ impl ObjectCache {
         self.cache.run_pending_tasks().await;
         self.bytes.set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
     }
+}
+
+/// Segment `key`'s one cached buffer, joined from `chunks` (and given its file) unless it is
+/// there already or another caller is making it (then that one's).
+async fn settled(
+    cache: &Cache<Key, Bytes>,
+    key: Key,
+    chunks: &[Bytes],
+    zero_copy: bool,
+    bytes: &IntGauge,
+) -> Bytes {
+    let built = AtomicBool::new(false);
+    let make = async {
+        built.store(true, Ordering::Relaxed);
+        let whole = join(chunks);
+        Ok::<_, std::convert::Infallible>(if zero_copy { zero_copy::back(whole) } else { whole })
+    };
+    let whole = cache.try_get_with(key, make).await.unwrap_or_else(|_| join(chunks));
+    if built.load(Ordering::Relaxed) {
+        bytes.set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
+    }
+    whole
 }
 
 /// The chunks as one buffer: one copy, once per segment (or once per arrived fetch).
@@ -339,6 +371,38 @@ mod tests {
         let (outcome, a) = objects.get_or_arrive(1, 7, unused).await.unwrap();
         assert_eq!(outcome, ObjectOutcome::Hit);
         assert_eq!(a.arrived().unwrap().unwrap(), vec![Bytes::from_static(b"first-second")]);
+    }
+
+    #[tokio::test]
+    async fn requests_after_the_fetch_ended_share_the_cache_s_one_buffer_with_its_settling() {
+        let objects = Arc::new(cache());
+        let (writer, reader) = arriving();
+        let (_, a) = objects.get_or_arrive(2, 9, async { Ok::<_, &str>(reader) }).await.unwrap();
+        writer.push(Bytes::from_static(b"one-"));
+        writer.push(Bytes::from_static(b"two"));
+        writer.finish();
+        let Some(Ok(chunks)) = a.arrived() else { panic!("the fetch has ended whole") };
+        assert_eq!(chunks.len(), 2, "the fetch's chunks as they came");
+        let mut waiters = Vec::new();
+        for _ in 0..8 {
+            let (objects, chunks) = (objects.clone(), chunks.clone());
+            waiters.push(tokio::spawn(async move { objects.arrived_whole(2, 9, chunks).await }));
+        }
+        let mut wholes = Vec::new();
+        for w in waiters {
+            wholes.push(w.await.unwrap());
+        }
+        assert!(wholes.iter().all(|w| w == &b"one-two"[..]), "the joined segment");
+        let first = wholes[0].as_ptr();
+        assert!(wholes.iter().all(|w| w.as_ptr() == first), "one buffer, made once, shared by all");
+        // The settling task finds it made and forgets the fetch; the cache keeps that buffer.
+        let deadline = soon();
+        while objects.arriving.get(&Key { rendition: 2, msn: 9 }).await.is_some() {
+            assert!(Instant::now() < deadline, "the fetch was never forgotten");
+            tokio::task::yield_now().await;
+        }
+        let cached = objects.get(2, 9).await.expect("cached");
+        assert_eq!(cached.as_ptr(), first, "the settling did not replace it with another copy");
     }
 
     #[tokio::test]
