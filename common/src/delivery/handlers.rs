@@ -476,7 +476,10 @@ impl Delivery {
         };
         tracing::debug!(channel = r.channel(), msn, outcome = outcome.as_str(), "segment fetched");
         if let Some(Ok(chunks)) = arriving.arrived() {
-            return Some(DeliveryBody::full(objects.arrived_whole(r.id(), msn, chunks).await));
+            return Some(match objects.settled(r.id(), msn).await {
+                Some(whole) => DeliveryBody::full(whole),
+                None => DeliveryBody::chunks(chunks),
+            });
         }
         let hold = self.hold(r);
         if let Err(e) = arriving.started(Instant::now() + hold).await {

@@ -239,26 +239,22 @@ impl ObjectCache {
         result.map(|a| (outcome, a))
     }
 
-    /// The whole segment of a fetch that has arrived (`chunks`, from [`Arriving::arrived`]),
-    /// as the cache's one buffer for it (with its zero-copy file): made by the first request
-    /// that gets here or by the fetch's settling, whichever comes first, and shared by every
-    /// other. Requests answered between the fetch's end and its settling send that buffer
-    /// (one `sendfile` each) rather than the fetch's chunks (a copy each). Not counted: the
-    /// request was counted by [`get_or_arrive`](Self::get_or_arrive).
-    pub async fn arrived_whole(&self, rendition: u64, msn: u64, chunks: Vec<Bytes>) -> Bytes {
-        let key = Key { rendition, msn };
-        settled(&self.cache, key, &chunks, self.zero_copy, &self.bytes).await
+    /// The cached whole segment if it is there, without counting a request: for a request already counted by [`get_or_arrive`](Self::get_or_arrive)
+    /// whose fetch has ended. Once the fetch's settling has made the one buffer (and its
+    /// zero-copy file), such a request sends that (one `sendfile`) rather than the fetch's
+    /// chunks (a copy each); until then it sends the chunks instead of waiting for it.
+    pub async fn settled(&self, rendition: u64, msn: u64) -> Option<Bytes> {
+        self.cache.get(&Key { rendition, msn }).await
     }
 
     /// Once `arriving` is whole, caches it (with its zero-copy file, made off the requests'
-    /// path unless a request made it first) and forgets the fetch; a failed one is only
-    /// forgotten.
+    /// path) and forgets the fetch; a failed one is only forgotten.
     fn settle(&self, key: Key, arriving: Arriving) {
         let (cache, fetches, bytes, zero_copy) =
             (self.cache.clone(), self.arriving.clone(), self.bytes.clone(), self.zero_copy);
         tokio::spawn(async move {
             if let Ok(chunks) = arriving.chunks_when_whole(Instant::now() + ARRIVAL_LIMIT).await {
-                settled(&cache, key, &chunks, zero_copy, &bytes).await;
+                settle_once(&cache, key, &chunks, zero_copy, &bytes).await;
             }
             fetches.invalidate(&key).await;
         });
@@ -278,7 +274,7 @@ impl ObjectCache {
 
 /// Segment `key`'s one cached buffer, joined from `chunks` (and given its file) unless it is
 /// there already or another caller is making it (then that one's).
-async fn settled(
+async fn settle_once(
     cache: &Cache<Key, Bytes>,
     key: Key,
     chunks: &[Bytes],
@@ -374,35 +370,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn requests_after_the_fetch_ended_share_the_cache_s_one_buffer_with_its_settling() {
-        let objects = Arc::new(cache());
+    async fn once_a_fetch_has_settled_its_one_buffer_is_there_for_requests_and_counted_once() {
+        let objects = cache();
         let (writer, reader) = arriving();
-        let (_, a) = objects.get_or_arrive(2, 9, async { Ok::<_, &str>(reader) }).await.unwrap();
+        let (outcome, a) = objects.get_or_arrive(2, 9, async { Ok::<_, &str>(reader) }).await.unwrap();
+        assert_eq!(outcome, ObjectOutcome::Miss);
+        assert!(objects.settled(2, 9).await.is_none(), "nothing settled while it arrives");
         writer.push(Bytes::from_static(b"one-"));
         writer.push(Bytes::from_static(b"two"));
         writer.finish();
         let Some(Ok(chunks)) = a.arrived() else { panic!("the fetch has ended whole") };
         assert_eq!(chunks.len(), 2, "the fetch's chunks as they came");
-        let mut waiters = Vec::new();
-        for _ in 0..8 {
-            let (objects, chunks) = (objects.clone(), chunks.clone());
-            waiters.push(tokio::spawn(async move { objects.arrived_whole(2, 9, chunks).await }));
-        }
-        let mut wholes = Vec::new();
-        for w in waiters {
-            wholes.push(w.await.unwrap());
-        }
-        assert!(wholes.iter().all(|w| w == &b"one-two"[..]), "the joined segment");
-        let first = wholes[0].as_ptr();
-        assert!(wholes.iter().all(|w| w.as_ptr() == first), "one buffer, made once, shared by all");
-        // The settling task finds it made and forgets the fetch; the cache keeps that buffer.
         let deadline = soon();
-        while objects.arriving.get(&Key { rendition: 2, msn: 9 }).await.is_some() {
-            assert!(Instant::now() < deadline, "the fetch was never forgotten");
+        let whole = loop {
+            if let Some(whole) = objects.settled(2, 9).await {
+                break whole;
+            }
+            assert!(Instant::now() < deadline, "the fetch never settled");
             tokio::task::yield_now().await;
-        }
-        let cached = objects.get(2, 9).await.expect("cached");
-        assert_eq!(cached.as_ptr(), first, "the settling did not replace it with another copy");
+        };
+        assert_eq!(whole, &b"one-two"[..], "the chunks joined");
+        let again = objects.settled(2, 9).await.unwrap();
+        assert_eq!(again.as_ptr(), whole.as_ptr(), "the same buffer for every request");
+        let counted: Vec<u64> = objects.outcomes.iter().map(ShardedCounter::get).collect();
+        assert_eq!(counted, vec![0, 1, 0], "only the fetching request was counted (a miss)");
     }
 
     #[tokio::test]
