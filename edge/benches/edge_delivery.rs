@@ -10,7 +10,8 @@
 //!    burst once cached; with the machine's cost of touching memory that sat idle
 //!    (`machine`).
 //!
-//! The origin runs in this process (synthetic media pushed into its hub, see `feed`); the
+//! The origin runs in this process on a runtime of its own (synthetic media pushed into its
+//! hub, see `feed`; the clients have the other runtime); the
 //! edge runs as a child process (this binary with `--edge-child`), so its CPU time can be
 //! read from `/proc`. Layout: `feed` (synthetic stream), `client` (raw HTTP/1.1 client),
 //! `procs` (edge, nginx, wrk, CPU time), `scenarios` (the measurements), `machine` (the idle
