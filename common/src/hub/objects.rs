@@ -9,7 +9,9 @@
 //! (`try_get_with`: the others wait for that build and count as coalesced).
 //!
 //! A segment fetched upstream is served while it arrives ([`Arriving`]): concurrent misses
-//! share one fetch and read it from its first byte; once whole it joins the cache.
+//! share one fetch and read it from its first byte; once whole it joins the cache (joined
+//! once, off the requests' path), and requests that come after the fetch's end send that one
+//! buffer as soon as it is there ([`ObjectCache::settled`]).
 //!
 //! A thread answers its most recent hits from a front of its own (`front`) without reading
 //! the shared cache each time.
@@ -146,10 +148,6 @@ impl ObjectCache {
         self
     }
 
-    fn keep(&self, bytes: Bytes) -> Bytes {
-        if self.zero_copy { zero_copy::back(bytes) } else { bytes }
-    }
-
     fn count(&self, outcome: ObjectOutcome) {
         let i = ObjectOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.outcomes[i].inc();
@@ -178,20 +176,10 @@ impl ObjectCache {
     /// The segment, made from `chunks` (its parts' chunks, in order) unless cached or being
     /// made by another request, whose result is then shared.
     pub async fn get_or_join(&self, rendition: u64, msn: u64, chunks: Vec<Bytes>) -> (ObjectOutcome, Bytes) {
-        let built = AtomicBool::new(false);
-        let make = async {
-            built.store(true, Ordering::Relaxed);
-            Ok::<_, std::convert::Infallible>(self.keep(join(&chunks)))
-        };
-        let result = self.cache.try_get_with(Key { rendition, msn }, make).await;
-        let outcome =
-            if built.load(Ordering::Relaxed) { ObjectOutcome::Miss } else { ObjectOutcome::Coalesced };
+        let key = Key { rendition, msn };
+        let (bytes, built) = join_once(&self.cache, key, &chunks, self.zero_copy, &self.bytes).await;
+        let outcome = if built { ObjectOutcome::Miss } else { ObjectOutcome::Coalesced };
         self.count(outcome);
-        if outcome == ObjectOutcome::Miss {
-            self.bytes.set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
-        }
-        // The init future cannot fail; fall back to a fresh copy rather than unwrap.
-        let bytes = result.unwrap_or_else(|_: Arc<std::convert::Infallible>| join(&chunks));
         (outcome, bytes)
     }
 
@@ -254,7 +242,7 @@ impl ObjectCache {
             (self.cache.clone(), self.arriving.clone(), self.bytes.clone(), self.zero_copy);
         tokio::spawn(async move {
             if let Ok(chunks) = arriving.chunks_when_whole(Instant::now() + ARRIVAL_LIMIT).await {
-                settle_once(&cache, key, &chunks, zero_copy, &bytes).await;
+                join_once(&cache, key, &chunks, zero_copy, &bytes).await;
             }
             fetches.invalidate(&key).await;
         });
@@ -272,26 +260,29 @@ impl ObjectCache {
     }
 }
 
-/// Segment `key`'s one cached buffer, joined from `chunks` (and given its file) unless it is
-/// there already or another caller is making it (then that one's).
-async fn settle_once(
+/// Segment `key`'s one cached buffer, joined from `chunks` (and given its zero-copy file)
+/// unless it is there already or another caller is making it (then that one's); and whether
+/// this call made it (the cache's byte gauge is then updated).
+async fn join_once(
     cache: &Cache<Key, Bytes>,
     key: Key,
     chunks: &[Bytes],
     zero_copy: bool,
     bytes: &IntGauge,
-) -> Bytes {
+) -> (Bytes, bool) {
     let built = AtomicBool::new(false);
     let make = async {
         built.store(true, Ordering::Relaxed);
         let whole = join(chunks);
         Ok::<_, std::convert::Infallible>(if zero_copy { zero_copy::back(whole) } else { whole })
     };
+    // The init future cannot fail; fall back to a fresh copy rather than unwrap.
     let whole = cache.try_get_with(key, make).await.unwrap_or_else(|_| join(chunks));
-    if built.load(Ordering::Relaxed) {
+    let built = built.load(Ordering::Relaxed);
+    if built {
         bytes.set(i64::try_from(cache.weighted_size()).unwrap_or(i64::MAX));
     }
-    whole
+    (whole, built)
 }
 
 /// The chunks as one buffer: one copy, once per segment (or once per arrived fetch).
