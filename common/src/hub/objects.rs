@@ -227,10 +227,11 @@ impl ObjectCache {
         result.map(|a| (outcome, a))
     }
 
-    /// The cached whole segment if it is there, without counting a request: for a request already counted by [`get_or_arrive`](Self::get_or_arrive)
-    /// whose fetch has ended. Once the fetch's settling has made the one buffer (and its
-    /// zero-copy file), such a request sends that (one `sendfile`) rather than the fetch's
-    /// chunks (a copy each); until then it sends the chunks instead of waiting for it.
+    /// The cached whole segment if it is there, without counting a request: for a request
+    /// already counted by [`get_or_arrive`](Self::get_or_arrive) whose fetch has ended. Once
+    /// the fetch's settling has made the one buffer (and its zero-copy file), such a request
+    /// sends that (one `sendfile`) rather than the fetch's chunks (a copy each); until then it
+    /// sends the chunks instead of waiting for it.
     pub async fn settled(&self, rendition: u64, msn: u64) -> Option<Bytes> {
         self.cache.get(&Key { rendition, msn }).await
     }
