@@ -6,6 +6,8 @@ mod relay_support;
 use relay_support::*;
 use skyrelay_common::relay::client::RelayError;
 use skyrelay_common::relay::codec::ErrorCode;
+use skyrelay_common::relay::server::RelayServerConfig;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_parts_arrive_identical_and_chunk_by_chunk() {
@@ -284,4 +286,45 @@ async fn relay_fetch_sent_with_the_subscribe_returns_the_segment_and_the_whole_h
     assert!(sub.caught_up(DEADLINE).await, "caught up with the upstream");
     assert_same_parts(&origin.rendition("cold", "source").unwrap(), sub.rendition(), 3..=5);
     assert_eq!(server.metrics.parts_dropped.get(), 0, "no history part dropped");
+}
+
+/// The history of a subscription that came with a fetch (a cold edge asked for a segment)
+/// waits `history_after_fetch` after the fetched segment, while a subscription without one
+/// gets its history at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_history_waits_after_a_fetch_that_came_with_the_subscribe() {
+    let pki = pki();
+    let origin = hub();
+    for channel in ["fetched", "plain"] {
+        let feed = Feeder::new(&origin, channel);
+        for msn in 0..3 {
+            feed.segment(msn, 2);
+        }
+        feed.chunk(3, 0, 0);
+    }
+    let history = |settle| {
+        let cfg = RelayServerConfig { history_after_fetch: settle, ..test_server_config() };
+        TestServer::start_with(origin.clone(), &pki.server, cfg)
+    };
+
+    // Held for an hour: the fetch is answered, a later subscription without a fetch on the
+    // same connection has all its history, and the first still has none.
+    let server = history(Duration::from_secs(3600));
+    let (relay, _) = client(&pki, server.addr, hub());
+    let fetched = relay.subscribe_fetching("fetched", "source", Some(2)).await.unwrap();
+    let want = origin.rendition("fetched", "source").unwrap().read(|w| w.segment(2)).unwrap().chunks.concat();
+    assert_eq!(fetched.fetch_segment(2, DEADLINE).await.unwrap().as_ref(), &want[..], "segment 2 bytes");
+    let plain = relay.subscribe("plain", "source").await.unwrap();
+    assert!(plain.caught_up(DEADLINE).await, "the subscription without a fetch has its history");
+    assert_same_parts(&origin.rendition("plain", "source").unwrap(), plain.rendition(), 0..=2);
+    assert!(!fetched.rendition().is_filled(), "history of the subscription with a fetch held back");
+    assert_eq!(fetched.rendition().read(|w| w.oldest_msn()), None, "no history part yet");
+
+    // Held briefly: the history follows.
+    let server = history(Duration::from_millis(50));
+    let (relay, _) = client(&pki, server.addr, hub());
+    let fetched = relay.subscribe_fetching("fetched", "source", Some(2)).await.unwrap();
+    assert_eq!(fetched.fetch_segment(2, DEADLINE).await.unwrap().as_ref(), &want[..], "segment 2 bytes");
+    assert!(fetched.caught_up(DEADLINE).await, "the history arrives after the settle delay");
+    assert_same_parts(&origin.rendition("fetched", "source").unwrap(), fetched.rendition(), 0..=2);
 }

@@ -107,7 +107,11 @@ fn edge_child(args: &[String]) -> Result<(), String> {
     if std::env::var_os("RUST_LOG").is_some() {
         skyrelay_common::telemetry::init_logging("info", false);
     }
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(n) = std::env::var("NODE_THREADS") {
+        builder.worker_threads(n.parse().map_err(|e| format!("NODE_THREADS {n}: {e}"))?);
+    }
+    let rt = builder.enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let node = EdgeNode::start(cfg).await.map_err(|e| e.to_string())?;
         let _ = tokio::task::spawn_blocking(|| {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -44,6 +44,11 @@ pub struct RelayServerConfig {
     pub max_fetches_per_conn: usize,
     /// How long a fetch of an open segment waits for it to complete.
     pub fetch_wait: Duration,
+    /// How long the history of a fresh subscription that came with a fetch waits after the
+    /// subscriber has acknowledged the fetched segment: that subscriber is handing the
+    /// segment to viewers now, and receiving a megabyte of history at the same time would
+    /// take the CPU their first bytes need. Zero sends it at once.
+    pub history_after_fetch: Duration,
     /// Control messages queued per connection.
     pub control_queue: usize,
     /// QUIC idle timeout.
@@ -62,6 +67,7 @@ impl Default for RelayServerConfig {
             max_parts_in_flight: 8,
             max_fetches_per_conn: 4,
             fetch_wait: Duration::from_secs(10),
+            history_after_fetch: Duration::from_millis(40),
             control_queue: 256,
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(5),
@@ -222,6 +228,9 @@ struct ConnTask {
     gate: Arc<gate::HistoryGate>,
     /// Held from a subscribe until the control messages that came with it are handled.
     flight: Option<gate::GateHold>,
+    /// The subscriptions made in the current flight, each with whether a fetch for it came
+    /// in the same flight (its history then waits `history_after_fetch` more).
+    flight_subs: Vec<(u64, Arc<AtomicBool>)>,
 }
 
 impl ConnTask {
@@ -236,6 +245,7 @@ impl ConnTask {
             fetches,
             gate: gate::HistoryGate::new(),
             flight: None,
+            flight_subs: Vec::new(),
         }
     }
 
@@ -268,7 +278,10 @@ impl ConnTask {
                     }
                     Some(Ok(None)) => break Ok(()),
                     Some(Err(e)) => break Err(e),
-                    None => self.flight = None,
+                    None => {
+                        self.flight = None;
+                        self.flight_subs.clear();
+                    }
                 }
             }
             tokio::select! {
@@ -326,6 +339,9 @@ impl ConnTask {
                 }
             }
             ControlMessage::Fetch { id, subscription, msn } => {
+                if let Some((_, with_fetch)) = self.flight_subs.iter().find(|(s, _)| *s == subscription) {
+                    with_fetch.store(true, Ordering::Relaxed);
+                }
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     // The path's state explains a slow fetch (RTT, window, losses).
                     let path = self.conn.stats().path;
@@ -410,8 +426,11 @@ impl ConnTask {
         if self.flight.is_none() {
             self.flight = Some(self.gate.hold());
         }
+        let with_fetch = Arc::new(AtomicBool::new(false));
+        self.flight_subs.push((id, with_fetch.clone()));
         let sub = push::Subscription {
             gate: self.gate.clone(),
+            with_fetch,
             conn: self.conn.clone(),
             rendition: rendition.clone(),
             id,

@@ -133,6 +133,11 @@ impl Feeder {
     }
 }
 
+/// The tests' relay server configuration: the defaults with a short drain.
+pub fn test_server_config() -> RelayServerConfig {
+    RelayServerConfig { drain_timeout: Duration::from_millis(200), ..Default::default() }
+}
+
 /// A relay server on 127.0.0.1 (port 0 unless `addr` is given), stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -151,7 +156,20 @@ impl TestServer {
         id: &NodeIdentity,
         addr: Option<SocketAddr>,
     ) -> Result<Self, server::ServerError> {
-        let cfg = RelayServerConfig { drain_timeout: Duration::from_millis(200), ..Default::default() };
+        Self::try_start_with(hub, id, addr, test_server_config())
+    }
+
+    /// A server with `cfg` (see [`test_server_config`]) on 127.0.0.1, any port.
+    pub fn start_with(hub: Arc<Hub>, id: &NodeIdentity, cfg: RelayServerConfig) -> Self {
+        Self::try_start_with(hub, id, None, cfg).unwrap()
+    }
+
+    fn try_start_with(
+        hub: Arc<Hub>,
+        id: &NodeIdentity,
+        addr: Option<SocketAddr>,
+        cfg: RelayServerConfig,
+    ) -> Result<Self, server::ServerError> {
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
         let endpoint = server::server_endpoint(bind, id, &cfg)?;
         let addr = endpoint.local_addr().unwrap();

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use quinn::{Connection, SendStream, VarInt};
@@ -105,6 +105,9 @@ struct InFlight {
 pub(super) struct Subscription {
     /// History waits on it (fetches first).
     pub(super) gate: Arc<HistoryGate>,
+    /// Whether a fetch came with the subscribe (final once the gate opens): the history
+    /// then waits `history_after_fetch` more.
+    pub(super) with_fetch: Arc<AtomicBool>,
     pub(super) conn: Connection,
     pub(super) rendition: Arc<Rendition>,
     pub(super) id: u64,
@@ -138,6 +141,18 @@ impl Subscription {
                         backfill_end.is_some_and(|end| (header.msn, header.part) <= (end.msn, end.part));
                     if backfill {
                         self.gate.open(HISTORY_GATE_WAIT).await;
+                        if self.with_fetch.swap(false, Ordering::Relaxed) {
+                            let settle = self.shared.cfg.history_after_fetch;
+                            debug!(
+                                id = self.id,
+                                ?settle,
+                                "history after the fetch that came with the subscribe"
+                            );
+                            tokio::select! {
+                                _ = tokio::time::sleep(settle) => {}
+                                _ = self.conn.closed() => return,
+                            }
+                        }
                     }
                     // A live part right after the history waits too, rather than push out
                     // history parts still on their way.
