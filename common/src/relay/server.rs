@@ -353,6 +353,7 @@ impl ConnTask {
                         cwnd = path.cwnd,
                         lost = path.lost_packets,
                         congestion_events = path.congestion_events,
+                        mtu = path.current_mtu,
                         "fetch received"
                     );
                 }
