@@ -8,7 +8,9 @@
 //! would start first and reach the wire before the fetch is even read; the viewer's segment
 //! would then queue behind it at both ends. Sent right behind the fetch, it would still take
 //! the CPU at both ends (about a millisecond per 300 KB each way) while the viewer's first
-//! bytes are on their way.
+//! bytes are on their way. Once the gate opens, a subscription whose fetch came in its flight
+//! waits `RelayServerConfig::history_after_fetch` more (in `push`), while its subscriber
+//! hands the segment to viewers.
 
 use std::sync::Arc;
 use std::time::Duration;
